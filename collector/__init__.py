@@ -1,0 +1,106 @@
+"""Expect-Staple report collector: the Flask app factory.
+
+``gunicorn 'collector:create_app()'`` calls this directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import redis
+from flask import Flask, Response, jsonify
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from collector import embedded, errors, settings, sites, store
+
+__version__ = "0.1.0"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the app: defaults, then the environment, then ``config`` (for tests)."""
+    environ = dict(os.environ)
+    environ.update({k: str(v) for k, v in (config or {}).items()})
+    values = settings.load(environ)
+
+    app = Flask(__name__)
+    app.config.update(values)
+    logging.basicConfig(
+        level=values["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+
+    data_dir = Path(values["STAPLE_DATA_DIR"]).resolve()
+    url = values["REDIS_URL"] or embedded.running_url(data_dir)
+    if not url:
+        raise settings.SettingsError(
+            f"REDIS_URL is not set and no embedded Redis is running for {data_dir}: "
+            "start the collector with `staple-collector serve`, or set REDIS_URL"
+        )
+    timeout = values["REDIS_TIMEOUT"]
+    app.extensions["redis"] = redis.Redis.from_url(
+        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+    )
+    secret = secret_key(values["SECRET_KEY"], data_dir)
+    app.secret_key = secret
+    # A key of its own for client hashes, so rotating session secrets later and
+    # client estimates stay independent.
+    app.extensions["client_salt"] = hashlib.sha256(b"client-address|" + secret).digest()
+    app.extensions["site_cache"] = sites.SiteCache(values["SITE_CACHE_TTL"])
+    app.extensions["retention"] = store.Retention(
+        minutes=values["MINUTE_RETENTION"],
+        hours=values["HOUR_RETENTION"],
+        samples=values["SAMPLES_PER_HOST"],
+        dedup=values["DEDUP_WINDOW"],
+    )
+
+    if values["TRUSTED_PROXIES"]:
+        n = values["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    errors.register(app)
+    from collector.api.views import bp as api_bp
+    from collector.ingest.views import bp as ingest_bp
+
+    app.register_blueprint(ingest_bp)
+    app.register_blueprint(api_bp)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return jsonify({"status": "ok"})
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        try:
+            app.extensions["redis"].ping()
+        except redis.exceptions.RedisError:
+            return errors.error_response(
+                503, "unavailable", "Redis is not reachable.",
+                headers={"Retry-After": str(errors.REDIS_RETRY_AFTER)},
+            )
+        return jsonify({"status": "ok", "redis": "ok"})
+
+    return app
+
+
+def secret_key(configured: str, data_dir: Path) -> bytes:
+    """SECRET_KEY, or one generated once and kept in ``<data-dir>/secret_key`` (0600)."""
+    if configured:
+        return configured.encode("utf-8")
+    path = data_dir / "secret_key"
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        pass
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = os.urandom(32).hex().encode()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another worker made it first
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key)
+    return key

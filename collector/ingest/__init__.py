@@ -1,0 +1,1 @@
+"""The public report endpoint: what browsers and probes send to."""

@@ -1,0 +1,117 @@
+"""``POST /r/<site-id>/staple``: take a report, classify it, store it in one round trip."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+from marshmallow import ValidationError
+
+from collector import store
+from collector.errors import error_response
+from collector.ingest import parse
+from collector.ingest.schema import load_report
+
+bp = Blueprint("ingest", __name__)
+
+# report-uri.com style suffixes some owners already have in their headers.
+MODES = ("reportOnly", "enforce")
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+}
+PREFLIGHT = {
+    **CORS,
+    "Access-Control-Allow-Methods": "POST",
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+MAX_USER_AGENT = 300
+
+
+def _cors(response: Response) -> Response:
+    response.headers.update(CORS)
+    return response
+
+
+@bp.route("/r/<site_id>/staple", methods=["POST", "OPTIONS"])
+@bp.route("/r/<site_id>/staple/<mode>", methods=["POST", "OPTIONS"])
+def report(site_id: str, mode: str | None = None) -> Response:
+    if mode is not None and mode not in MODES:
+        return _cors(error_response(404, "not_found", "No such report endpoint."))
+    if request.method == "OPTIONS":
+        return Response(status=204, headers=PREFLIGHT)
+
+    ext = current_app.extensions
+    client = ext["redis"]
+    config = current_app.config
+    site = ext["site_cache"].get(client, site_id)
+    if site is None:
+        return _cors(error_response(404, "unknown_site", "No site has this report URI."))
+
+    outcomes = store.Outcomes()
+    limit = config["MAX_REPORT_BYTES"]
+    try:
+        if request.content_length is not None and request.content_length > limit:
+            raise parse.Rejection(413, "too_large", f"The body is larger than {limit} bytes.")
+        kind = parse.media_type(request.headers.get("Content-Type"))
+        body = request.stream.read(limit + 1)
+        if len(body) > limit:
+            raise parse.Rejection(413, "too_large", f"The body is larger than {limit} bytes.")
+        extracted = parse.extract(parse.parse_json(body), kind, config["MAX_BATCH_REPORTS"])
+    except parse.Rejection as rejection:
+        outcomes.add("rejected", rejection.code, rejection.count)
+        _write(site.id, outcomes)
+        return _cors(
+            error_response(rejection.status, rejection.code, rejection.message, rejection.fields)
+        )
+
+    now = int(time.time())
+    user_agent = (request.headers.get("User-Agent") or "")[:MAX_USER_AGENT] or None
+    errors: dict[str, Any] = {}
+    for index, (shape, candidate) in enumerate(extracted.candidates):
+        try:
+            report = load_report(candidate)
+        except ValidationError as exc:
+            errors[str(index)] = exc.messages
+            outcomes.add("rejected", "invalid_report")
+            continue
+        if not site.accepts(report.hostname):
+            outcomes.add("filtered", "host_not_allowed")
+            continue
+        sample = report.to_sample()
+        sample.update(
+            received_at=store.iso(now), shape=shape, endpoint=mode, user_agent=user_agent
+        )
+        outcomes.accepted.append(
+            store.Accepted(
+                host=report.hostname,
+                port=report.port,
+                response_status=report.response_status,
+                cert_status=report.cert_status,
+                sample=sample,
+            )
+        )
+    for reason in extracted.ignored:
+        outcomes.add("rejected", reason)
+    _write(site.id, outcomes, now)
+
+    if not outcomes.accepted and not outcomes.filtered:
+        fields = errors["0"] if not extracted.batch else errors
+        return _cors(error_response(400, "invalid_report", "The report is not valid.", fields))
+    response = Response(status=200)
+    response.headers["X-Report-Outcome"] = "accepted" if outcomes.accepted else "filtered"
+    return _cors(response)
+
+
+def _write(site_id: str, outcomes: store.Outcomes, now: int | None = None) -> None:
+    ext = current_app.extensions
+    address = request.remote_addr or "unknown"
+    store.write(
+        ext["redis"],
+        site_id,
+        outcomes,
+        store.client_hash(ext["client_salt"], address),
+        now or int(time.time()),
+        ext["retention"],
+    )
