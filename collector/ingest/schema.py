@@ -162,7 +162,15 @@ class Report:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
+    if value is None:
+        return None
+    if not value.microsecond:
+        spec = "seconds"
+    elif value.microsecond % 1000 == 0:
+        spec = "milliseconds"
+    else:
+        spec = "microseconds"
+    return value.isoformat(timespec=spec).replace("+00:00", "Z")
 
 
 _SCHEMA = ReportSchema()
