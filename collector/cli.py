@@ -93,6 +93,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 self.cfg.set("timeout", 30)
                 self.cfg.set("graceful_timeout", 10)
                 self.cfg.set("keepalive", 5)
+                if "control_socket_disable" in self.cfg.settings:
+                    # gunicorn 25.1+ opens a control socket under $HOME shared by every
+                    # instance; one collector per data dir has no use for it.
+                    self.cfg.set("control_socket_disable", True)
 
             def load(self) -> Any:
                 return collector.create_app()

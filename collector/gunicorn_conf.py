@@ -21,3 +21,5 @@ keepalive = 5
 # Do not let a slow client hold a worker with an endless header section.
 limit_request_line = 4094
 limit_request_fields = 100
+# gunicorn 25.1+ opens a control socket in $HOME shared by every instance on the host.
+control_socket_disable = True
