@@ -99,7 +99,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
     if not outcomes.accepted and not outcomes.filtered:
         fields = errors["0"] if not extracted.batch else errors
         return _cors(error_response(400, "invalid_report", "The report is not valid.", fields))
-    response = Response(status=200)
+    response = Response(status=200, mimetype="text/plain")
     response.headers["X-Report-Outcome"] = "accepted" if outcomes.accepted else "filtered"
     return _cors(response)
 
