@@ -25,7 +25,8 @@ es:{S}:stats                                HASH    none; ``accepted``, ``filter
 es:{S}:stats:<yyyymmdd>                     HASH    STATS_DAY_TTL; the same per UTC day
 es:{S}:h:<host>:meta                        HASH    HOUR_RETENTION, refreshed per report;
                                                     first_seen, last_seen, last_status,
-                                                    total, port:<n> counts
+                                                    last_diagnosis, last_severity,
+                                                    must_staple (1/0), total, port:<n> counts
 es:{S}:h:<host>:m:<epoch-hour>              HASH    MINUTE_RETENTION + 1h; per-minute counts
                                                     for one hour, field ``<minute>|<dim>:<v>``
 es:{S}:h:<host>:H:<epoch-day>               HASH    HOUR_RETENTION + 1d; per-hour counts for
@@ -39,7 +40,8 @@ es:{S}:dd:<digest>                          STRING  DEDUP_WINDOW; "this client s
                                                     report recently", sample not stored again
 ==========================================  ======  =======================================
 
-Bucket field dimensions (``<dim>``): ``s`` response-status, ``c`` cert-status.
+Bucket field dimensions (``<dim>``): ``s`` response-status, ``c`` cert-status,
+``d`` diagnosis code (``collector.diagnosis.CATALOGUE``).
 """
 
 from __future__ import annotations

@@ -32,12 +32,14 @@ INGEST_LUA = """
 -- ARGV[10] samples kept        ARGV[11] dedup TTL (0 = off)
 -- ARGV[12] minute bucket TTL   ARGV[13] hour bucket TTL  ARGV[14] clients-hour TTL
 -- ARGV[15] stats-day TTL       ARGV[16] host retention
+-- ARGV[17] diagnosis code      ARGV[18] severity         ARGV[19] must-staple '1', '0' or ''
 -- Returns 1 when the sample was stored, 0 when it was a recent duplicate.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[16])
 local function bucket(key, slot, ttl)
   redis.call('HINCRBY', key, slot .. '|s:' .. ARGV[5], 1)
   if ARGV[6] ~= '' then redis.call('HINCRBY', key, slot .. '|c:' .. ARGV[6], 1) end
+  redis.call('HINCRBY', key, slot .. '|d:' .. ARGV[17], 1)
   redis.call('EXPIRE', key, ttl)
 end
 bucket(KEYS[5], ARGV[3], ARGV[12])
@@ -47,7 +49,9 @@ redis.call('EXPIRE', KEYS[7], ARGV[14])
 redis.call('PFADD', KEYS[8], ARGV[8])
 redis.call('EXPIRE', KEYS[8], ARGV[13])
 redis.call('HSETNX', KEYS[4], 'first_seen', now)
-redis.call('HSET', KEYS[4], 'last_seen', now, 'last_status', ARGV[5])
+redis.call('HSET', KEYS[4], 'last_seen', now, 'last_status', ARGV[5],
+           'last_diagnosis', ARGV[17], 'last_severity', ARGV[18])
+if ARGV[19] ~= '' then redis.call('HSET', KEYS[4], 'must_staple', ARGV[19]) end
 redis.call('HINCRBY', KEYS[4], 'total', 1)
 redis.call('HINCRBY', KEYS[4], 'port:' .. ARGV[7], 1)
 redis.call('EXPIRE', KEYS[4], retention)
@@ -83,6 +87,9 @@ class Accepted:
     port: int
     response_status: str
     cert_status: str | None
+    diagnosis: str
+    severity: str
+    must_staple: bool | None
     sample: dict[str, Any]
 
 
@@ -175,6 +182,9 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
             keys.CLIENT_HOUR_TTL,
             keys.STATS_DAY_TTL,
             retention.hours,
+            report.diagnosis,
+            report.severity,
+            "" if report.must_staple is None else int(report.must_staple),
         )
     counters = [("filtered", outcomes.filtered), ("rejected", outcomes.rejected)]
     if any(c for _, c in counters):
@@ -186,9 +196,14 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
         pipe.expire(day_key, keys.STATS_DAY_TTL)
 
 
+# When a report was sent, by which agent, and what we derived from it (a stale
+# staple's "expired N minutes ago" changes by the minute) do not make it different.
+_NOT_IN_DEDUP = ("date-time", "received_at", "user_agent", "diagnosis", "findings")
+
+
 def _dedup_basis(sample: dict[str, Any]) -> str:
     """What makes two reports "identical": everything but when they were sent."""
-    basis = {k: v for k, v in sample.items() if k not in ("date-time", "received_at", "user_agent")}
+    basis = {k: v for k, v in sample.items() if k not in _NOT_IN_DEDUP}
     return json.dumps(basis, sort_keys=True, separators=(",", ":"))
 
 
@@ -202,7 +217,7 @@ def iso(ts: int | float | None) -> str | None:
 
 
 def _empty_counts() -> dict[str, Any]:
-    return {"total": 0, "by_status": {}, "by_cert_status": {}}
+    return {"total": 0, "by_status": {}, "by_cert_status": {}, "by_diagnosis": {}}
 
 
 def _add(counts: dict[str, Any], dim: str, value: str, n: int) -> None:
@@ -211,6 +226,8 @@ def _add(counts: dict[str, Any], dim: str, value: str, n: int) -> None:
         counts["by_status"][value] = counts["by_status"].get(value, 0) + n
     elif dim == "c":
         counts["by_cert_status"][value] = counts["by_cert_status"].get(value, 0) + n
+    elif dim == "d":
+        counts["by_diagnosis"][value] = counts["by_diagnosis"].get(value, 0) + n
 
 
 def _bucket_items(data: dict[bytes, bytes], base: int, unit: int) -> Iterable[tuple[int, str, str, int]]:
@@ -260,6 +277,9 @@ def _host_summary(host: str, results: list[Any], now: int, with_ports: bool) -> 
         "first_seen": iso(int(meta["first_seen"])) if "first_seen" in meta else None,
         "last_seen": iso(int(meta["last_seen"])) if "last_seen" in meta else None,
         "last_status": meta.get("last_status"),
+        "last_diagnosis": meta.get("last_diagnosis"),
+        "last_severity": meta.get("last_severity"),
+        "must_staple": {"1": True, "0": False}.get(meta.get("must_staple", "")),
         "total": int(meta.get("total", 0)),
         "last_hour": last_hour,
         "last_day": last_day,

@@ -9,7 +9,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from collector import hostnames, keys, settings, sites, store
+from collector import decode, diagnosis, hostnames, keys, settings, sites, store
+from collector.ingest.schema import parse_rfc3339
 from collector.errors import error_response
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -97,7 +98,11 @@ def hosts(site_id: str) -> Response:
 def host(site_id: str, hostname: str) -> Response:
     name = _host_arg(hostname)
     detail = store.host_detail(_redis(), site_id, name, int(time.time())) if name else None
-    return jsonify(detail) if detail else _not_found()
+    if not detail:
+        return _not_found()
+    latest = store.recent_samples(_redis(), site_id, name, 1)
+    detail["latest_report"] = explain(latest[0]) if latest else None
+    return jsonify(detail)
 
 
 @bp.get("/sites/<site_id>/hosts/<hostname>/series")
@@ -141,7 +146,35 @@ def host_reports(site_id: str, hostname: str) -> Response:
     limit = _int_arg("limit", 50, 1, 1000)
     if not name or not _redis().exists(keys.host_meta(site_id, name)):
         return _not_found()
-    return jsonify({"hostname": name, "reports": store.recent_samples(_redis(), site_id, name, limit)})
+    samples = store.recent_samples(_redis(), site_id, name, limit)
+    return jsonify({"hostname": name, "reports": [explain(s) for s in samples]})
+
+
+def explain(sample: dict[str, Any]) -> dict[str, Any]:
+    """Add the decoded leaf certificate and staple to a stored sample.
+
+    Decoding is memoised, so this costs little for the certificates and staples
+    ingest already saw. The stored diagnosis stays as it was judged on arrival.
+    """
+    received = parse_rfc3339(sample["received_at"])
+    try:
+        sent = parse_rfc3339(sample["date-time"]) if sample.get("date-time") else None
+    except ValueError:
+        sent = None
+    ocsp_text = sample.get("ocsp-response")
+    analysis = diagnosis.analyse(
+        response_status=sample["response-status"],
+        cert_status=sample.get("cert-status"),
+        ocsp_der=decode.ocsp_der_from_text(ocsp_text) if ocsp_text else None,
+        served_chain=sample.get("served-certificate-chain") or [],
+        validated_chain=sample.get("validated-certificate-chain") or [],
+        at=(at := diagnosis.judgement_time(sent, received)),
+    )
+    sample.setdefault("diagnosis", analysis.diagnosis.to_dict())
+    sample.setdefault("findings", list(analysis.findings))
+    sample["certificate"] = analysis.leaf.to_dict() if analysis.leaf else None
+    sample["ocsp"] = analysis.ocsp.to_dict(at) if analysis.ocsp else None
+    return sample
 
 
 @bp.get("/sites/<site_id>/stats")

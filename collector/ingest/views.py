@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
-from collector import store
+from collector import diagnosis, store
 from collector.errors import error_response
 from collector.ingest import parse
 from collector.ingest.schema import load_report
@@ -67,6 +68,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
         )
 
     now = int(time.time())
+    received = datetime.fromtimestamp(now, timezone.utc)
     user_agent = (request.headers.get("User-Agent") or "")[:MAX_USER_AGENT] or None
     errors: dict[str, Any] = {}
     for index, (shape, candidate) in enumerate(extracted.candidates):
@@ -79,9 +81,18 @@ def report(site_id: str, mode: str | None = None) -> Response:
         if not site.accepts(report.hostname):
             outcomes.add("filtered", "host_not_allowed")
             continue
+        analysis = diagnosis.analyse(
+            response_status=report.response_status,
+            cert_status=report.cert_status,
+            ocsp_der=report.ocsp_response,
+            served_chain=report.served_certificate_chain,
+            validated_chain=report.validated_certificate_chain,
+            at=diagnosis.judgement_time(report.date_time, received),
+        )
         sample = report.to_sample()
         sample.update(
-            received_at=store.iso(now), shape=shape, endpoint=mode, user_agent=user_agent
+            received_at=store.iso(now), shape=shape, endpoint=mode, user_agent=user_agent,
+            diagnosis=analysis.diagnosis.to_dict(), findings=list(analysis.findings),
         )
         outcomes.accepted.append(
             store.Accepted(
@@ -89,6 +100,9 @@ def report(site_id: str, mode: str | None = None) -> Response:
                 port=report.port,
                 response_status=report.response_status,
                 cert_status=report.cert_status,
+                diagnosis=analysis.diagnosis.code,
+                severity=analysis.diagnosis.severity,
+                must_staple=analysis.must_staple,
                 sample=sample,
             )
         )
