@@ -14,6 +14,7 @@ from typing import Any
 import redis
 
 from collector import __version__, embedded, hostnames, settings, sites
+from collector import inspect as inspection
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -172,6 +173,31 @@ def cmd_site_list(args: argparse.Namespace) -> None:
         print(f"{row['id']}  {row['name']}  [{', '.join(row['hosts']) or 'any hostname'}]  {row['report_uri']}")
 
 
+def cmd_site_header(args: argparse.Namespace) -> None:
+    values = _load_settings(args)
+    with _redis(values) as client:
+        site = sites.get(client, args.site)
+    if site is None:
+        _fail(f"no site {args.site!r} (see `staple-collector site list`)")
+    print(sites.header_line(values["PUBLIC_URL"], site.id, args.max_age,
+                            args.include_subdomains, args.preload))
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    try:
+        with open(args.file, "rb") as handle:
+            data = handle.read(1024 * 1024 + 1)
+    except OSError as exc:
+        _fail(f"cannot read {args.file}: {exc.strerror}", 1)
+    if len(data) > 1024 * 1024:
+        _fail(f"{args.file} is larger than 1 MiB; not a certificate, CSR or OCSP response", 1)
+    try:
+        result = inspection.inspect_bytes(data)
+    except (inspection.InspectError, ValueError) as exc:
+        _fail(f"{args.file}: {exc}", 1)
+    print(json.dumps(result, indent=2) if args.json else inspection.render(result))
+
+
 # --- parser ------------------------------------------------------------------
 
 
@@ -203,6 +229,21 @@ def build_parser() -> argparse.ArgumentParser:
     listing = site_sub.add_parser("list", parents=[common], help="list sites")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(func=cmd_site_list)
+
+    header = sub.add_parser("header", parents=[common], help="print the Expect-Staple header for a site")
+    header.add_argument("site", help="site id")
+    header.add_argument("--max-age", type=int, default=sites.DEFAULT_MAX_AGE,
+                        help=f"seconds (default {sites.DEFAULT_MAX_AGE})")
+    header.add_argument("--include-subdomains", action="store_true")
+    header.add_argument("--preload", action="store_true")
+    header.set_defaults(func=cmd_site_header)
+
+    inspect = sub.add_parser(
+        "inspect", help="decode a certificate, chain, CSR or OCSP response (PEM, DER or base64)"
+    )
+    inspect.add_argument("file")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(func=cmd_inspect)
     return parser
 
 
