@@ -49,7 +49,9 @@ def _name(name: x509.Name) -> str:
 # --- certificates ------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# eq=False: instances come from the memoised decoder, so identity is equality, and
+# hashing one (as the memoised issuer check does per report) costs nothing.
+@dataclass(frozen=True, eq=False)
 class CertInfo:
     subject: str
     issuer: str
@@ -144,7 +146,6 @@ class Chain:
 @lru_cache(maxsize=4096)
 def _issued_by(leaf: CertInfo, candidate: CertInfo) -> bool:
     # Memoised: a signature check per report would cost more than all the rest.
-    # CertInfo hashes by its fields, fingerprints included.
     if candidate.cert.subject != leaf.cert.issuer:
         return False
     try:

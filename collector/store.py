@@ -198,7 +198,7 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
 
 # When a report was sent, by which agent, and what we derived from it (a stale
 # staple's "expired N minutes ago" changes by the minute) do not make it different.
-_NOT_IN_DEDUP = ("date-time", "received_at", "user_agent", "diagnosis", "findings")
+_NOT_IN_DEDUP = ("date-time", "received_at", "user_agent", "diagnosis")
 
 
 def _dedup_basis(sample: dict[str, Any]) -> str:

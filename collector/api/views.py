@@ -170,8 +170,12 @@ def explain(sample: dict[str, Any]) -> dict[str, Any]:
         validated_chain=sample.get("validated-certificate-chain") or [],
         at=(at := diagnosis.judgement_time(sent, received)),
     )
-    sample.setdefault("diagnosis", analysis.diagnosis.to_dict())
-    sample.setdefault("findings", list(analysis.findings))
+    stored = sample.get("diagnosis") or {}
+    sample["diagnosis"] = analysis.diagnosis.to_dict()
+    if stored.get("code") == analysis.diagnosis.code:
+        # The judgement made on arrival stands (the same inputs give the same code).
+        sample["diagnosis"]["severity"] = stored.get("severity", analysis.diagnosis.severity)
+    sample["findings"] = list(analysis.findings)
     sample["certificate"] = analysis.leaf.to_dict() if analysis.leaf else None
     sample["ocsp"] = analysis.ocsp.to_dict(at) if analysis.ocsp else None
     return sample

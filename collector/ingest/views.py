@@ -92,7 +92,9 @@ def report(site_id: str, mode: str | None = None) -> Response:
         sample = report.to_sample()
         sample.update(
             received_at=store.iso(now), shape=shape, endpoint=mode, user_agent=user_agent,
-            diagnosis=analysis.diagnosis.to_dict(), findings=list(analysis.findings),
+            # Code and severity only: the summary, advice and findings are derived
+            # again on read (memoised decoding), keeping each stored sample small.
+            diagnosis={"code": analysis.diagnosis.code, "severity": analysis.diagnosis.severity},
         )
         outcomes.accepted.append(
             store.Accepted(
