@@ -139,12 +139,16 @@ class Analysis:
 
 
 def _human(delta: dt.timedelta) -> str:
+    """``1 day 6 hours``, ``3 hours 5 minutes``, ``42 seconds``: the two largest units."""
     seconds = int(abs(delta.total_seconds()))
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    return f"{seconds} seconds"
+    parts = []
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        n, seconds = divmod(seconds, size)
+        if n:
+            parts.append(f"{n} {unit}{'s' if n != 1 else ''}")
+        if len(parts) == 2 or (parts and not seconds):
+            break
+    return " ".join(parts[:2]) or "0 seconds"
 
 
 def judgement_time(date_time: dt.datetime | None, received: dt.datetime) -> dt.datetime:

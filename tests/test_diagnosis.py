@@ -74,7 +74,7 @@ def test_expired_staple_says_by_how_long(client, site, ca, must_leaf):
     sample = _send(client, site, pki.chrome_report(must_leaf, ca, response_status="INVALID_DATE", ocsp_der=der))
     diagnosis = sample["diagnosis"]
     assert diagnosis["code"] == "stale_staple"
-    assert "expired 2 days ago" in diagnosis["summary"]
+    assert "expired 2 days 1 minute ago" in diagnosis["summary"]
     assert diagnosis["severity"] == "critical"  # Must-Staple: strict clients fail hard
     assert "Must-Staple" in diagnosis["summary"]
     assert "http://ocsp.example.test/" in diagnosis["advice"]
