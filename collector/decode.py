@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 # Chromium's limit on a response's age (thisUpdate no older than this).
 MAX_OCSP_AGE = dt.timedelta(days=7)
 

@@ -183,7 +183,7 @@ def analyse(
         info = decode.decode_ocsp(
             ocsp_der,
             chain_texts[0] if leaf else None,
-            next((t for t, c in zip(chain_texts, chain.certs) if c is issuer), None) if issuer else None,
+            next((t for t, c in zip(chain_texts, chain.certs, strict=True) if c is issuer), None) if issuer else None,
         )
         if info.successful and info.signature == "issuer":
             findings.append("the staple is signed by the issuer")

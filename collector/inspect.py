@@ -21,7 +21,7 @@ class InspectError(ValueError):
 
 def inspect_bytes(data: bytes, now: dt.datetime | None = None) -> dict[str, Any]:
     """Identify and decode a certificate, chain, CSR or OCSP response (PEM, DER or base64)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     blocks = _PEM_BLOCK.findall(data)
     if blocks:
         labels = {label for label, _ in blocks}

@@ -111,7 +111,7 @@ def list_all(client: redis.Redis) -> list[Site]:
     pipe = client.pipeline(transaction=False)
     for site_id in ids:
         pipe.hgetall(keys.site(site_id))
-    found = [_from_hash(i, d) for i, d in zip(ids, pipe.execute())]
+    found = [_from_hash(i, d) for i, d in zip(ids, pipe.execute(), strict=True)]
     return sorted((s for s in found if s), key=lambda s: (s.created_at, s.id))
 
 

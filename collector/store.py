@@ -13,7 +13,7 @@ import hmac
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -112,7 +112,7 @@ def client_hash(secret: bytes, address: str) -> str:
 
 
 def _day(ts: int) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y%m%d")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d")
 
 
 def write(
@@ -213,7 +213,7 @@ def _dedup_basis(sample: dict[str, Any]) -> str:
 def iso(ts: int | float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(int(ts), timezone.utc).isoformat().replace("+00:00", "Z")
+    return datetime.fromtimestamp(int(ts), UTC).isoformat().replace("+00:00", "Z")
 
 
 def _empty_counts() -> dict[str, Any]:
@@ -343,7 +343,7 @@ def series(
             pipe.hgetall(keys.minute_bucket(site_id, host, c))
         else:
             pipe.hgetall(keys.hour_bucket(site_id, host, c))
-    for c, data in zip(containers, pipe.execute()):
+    for c, data in zip(containers, pipe.execute(), strict=True):
         for start, dim, value, n in _bucket_items(data, c * container, unit):
             slot = start - start % step_s
             if slot in points:

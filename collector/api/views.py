@@ -10,8 +10,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from collector import decode, diagnosis, hostnames, keys, settings, sites, store
-from collector.ingest.schema import parse_rfc3339
 from collector.errors import error_response
+from collector.ingest.schema import parse_rfc3339
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 

@@ -11,7 +11,7 @@ import base64
 import binascii
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
@@ -52,7 +52,7 @@ def parse_rfc3339(text: str) -> datetime:
     fraction = (fraction or "")[:7]  # datetime keeps microseconds: '.' + 6 digits
     offset = "+00:00" if offset in ("Z", "z") else offset
     value = datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def decode_ocsp_text(text: str) -> bytes:
@@ -126,7 +126,7 @@ class ReportSchema(Schema):
     validated_certificate_chain = _chain("validated-certificate-chain")
 
     @post_load
-    def _make(self, data: dict[str, Any], **kwargs: Any) -> "Report":
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> Report:
         return Report(**data)
 
 

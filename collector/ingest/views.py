@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -68,7 +68,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
         )
 
     now = int(time.time())
-    received = datetime.fromtimestamp(now, timezone.utc)
+    received = datetime.fromtimestamp(now, UTC)
     user_agent = (request.headers.get("User-Agent") or "")[:MAX_USER_AGENT] or None
     errors: dict[str, Any] = {}
     for index, (shape, candidate) in enumerate(extracted.candidates):
