@@ -139,3 +139,32 @@ def test_old_hosts_drop_out_of_the_index(client, redis_client, site, ca, leaf):
     redis_client.zadd(keys.hosts(site.site.id), {"www.example.com": time.time() - 91 * 86400})
     post(client, site.site.id, pki.chrome_report(leaf, ca, hostname="new.example.com"))
     assert [h["hostname"] for h in api(client, site, "/hosts").get_json()["hosts"]] == ["new.example.com"]
+
+
+def _clients_seen(app, site, ca, leaf, forwarded_for: list[str]) -> int:
+    client = app.test_client()
+    for address in forwarded_for:
+        response = client.post(f"/r/{site.site.id}/staple", json=pki.chrome_report(leaf, ca),
+                               headers={"X-Forwarded-For": address})
+        assert response.status_code == 200
+    return api(client, site, "/hosts/www.example.com").get_json()["distinct_clients"]["last_day"]
+
+
+def test_forwarded_for_is_ignored_unless_proxies_are_trusted(redis_client, redis_url, tmp_path, site, ca, leaf):
+    from collector import create_app
+    base = {"REDIS_URL": redis_url, "STAPLE_DATA_DIR": str(tmp_path), "SECRET_KEY": "s"}
+    untrusted = create_app(base)
+    assert _clients_seen(untrusted, site, ca, leaf, ["198.51.100.1", "198.51.100.2"]) == 1
+    redis_client.flushall()
+    trusted_site = sites.create(redis_client, "Behind a proxy", [])
+    trusted = create_app({**base, "TRUSTED_PROXIES": "1"})
+    assert _clients_seen(trusted, trusted_site, ca, leaf, ["198.51.100.1", "198.51.100.2"]) == 2
+
+
+def test_generated_secret_key_is_kept_private_and_stable(redis_url, tmp_path):
+    from collector import create_app
+    first = create_app({"REDIS_URL": redis_url, "STAPLE_DATA_DIR": str(tmp_path), "SECRET_KEY": ""})
+    second = create_app({"REDIS_URL": redis_url, "STAPLE_DATA_DIR": str(tmp_path), "SECRET_KEY": ""})
+    assert first.secret_key == second.secret_key and len(first.secret_key) == 64
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
