@@ -8,7 +8,6 @@ works with a ``Report``.
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,7 +15,7 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
-from collector import hostnames
+from collector import decode, hostnames
 
 RESPONSE_STATUSES = (
     "MISSING",
@@ -37,10 +36,6 @@ MAX_OCSP_CHARS = 32 * 1024
 _RFC3339 = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
-_PEM_ARMOUR = re.compile(
-    r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.DOTALL
-)
-_BASE64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 
 
 def parse_rfc3339(text: str) -> datetime:
@@ -57,15 +52,10 @@ def parse_rfc3339(text: str) -> datetime:
 
 def decode_ocsp_text(text: str) -> bytes:
     """Base64 DER, or PEM-armoured base64 (the draft's wording), to DER bytes."""
-    match = _PEM_ARMOUR.search(text)
-    body = match.group(2) if match else text
-    compact = "".join(body.split())
-    if not compact or not _BASE64.match(compact) or len(compact) % 4:
+    der = decode.ocsp_der_from_text(text)
+    if not der:
         raise ValueError("not base64")
-    try:
-        return base64.b64decode(compact, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64") from None
+    return der
 
 
 class _Hostname(fields.String):
