@@ -73,10 +73,6 @@ class Embedded:
     url: str
     process: subprocess.Popen[bytes] | None = None  # set when this process started it
 
-    @property
-    def owned(self) -> bool:
-        return self.process is not None
-
     def stop(self) -> None:
         """Stop the server if this process started it (append-only file flushed)."""
         if self.process is None:
@@ -191,15 +187,11 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 
 @contextmanager
-def _flock(path: Path, blocking: bool = True) -> Iterator[IO[str] | None]:
+def _flock(path: Path) -> Iterator[IO[str]]:
+    """Hold an exclusive lock on ``path`` for the block."""
     handle = open(path, "a+")
     try:
-        flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
-        try:
-            fcntl.flock(handle, flags)
-        except BlockingIOError:
-            yield None
-            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
         yield handle
     finally:
         handle.close()
