@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any
 
 import redis
 
-from collector import __version__, embedded, hostnames, settings, sites
+from collector import __version__, alerts, embedded, hostnames, outbound, settings, sites, webhooks
 from collector import inspect as inspection
 
 
@@ -60,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     data_dir = Path(values["STAPLE_DATA_DIR"]).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     server: embedded.Embedded | None = None
+    worker_process: subprocess.Popen[bytes] | None = None
     master = os.getpid()
     try:
         if values["REDIS_URL"]:
@@ -107,10 +111,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
         print(f"  public URL    {values['PUBLIC_URL']}", flush=True)
         print(f"  data in       {data_dir}", flush=True)
         print(f"  storage       {redis_line}", flush=True)
+        if not args.no_worker:
+            # Its own process (as under the Procfile), started before gunicorn forks.
+            worker_process = subprocess.Popen([sys.executable, "-m", "collector.cli", "worker"])
+            print(f"  alert worker  pid {worker_process.pid}", flush=True)
+        else:
+            print("  alert worker  not started (--no-worker)", flush=True)
         Server().run()
     finally:
-        if server is not None and os.getpid() == master:
-            server.stop()
+        if os.getpid() == master:
+            if worker_process is not None:
+                worker_process.terminate()
+                try:
+                    worker_process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    worker_process.kill()
+            if server is not None:
+                server.stop()
 
 
 def _redact(url: str) -> str:
@@ -198,6 +215,133 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=2) if args.json else inspection.render(result))
 
 
+# --- worker, webhooks, alerts ------------------------------------------------------
+
+
+def _long_running_redis(values: dict[str, Any]) -> redis.Redis:
+    """Redis for a long-running process: REDIS_URL or the embedded one `serve` runs."""
+    url = values["REDIS_URL"] or embedded.running_url(Path(values["STAPLE_DATA_DIR"]).resolve())
+    if not url:
+        _fail("no Redis: set REDIS_URL, or start `staple-collector serve` (which runs a worker itself)")
+    timeout = max(values["REDIS_TIMEOUT"], 5)
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
+                                health_check_interval=30)
+
+
+def _secret(values: dict[str, Any]) -> bytes:
+    import collector
+
+    return collector.secret_key(values["SECRET_KEY"], Path(values["STAPLE_DATA_DIR"]).resolve())
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    import logging
+
+    from collector.worker import Worker
+
+    values = _load_settings(args)
+    logging.basicConfig(level=values["LOG_LEVEL"],
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    client = _long_running_redis(values)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    Worker(client, values, _secret(values)).run(stop)
+
+
+def _site_or_fail(client: redis.Redis, site_id: str) -> sites.Site:
+    site = sites.get(client, site_id)
+    if site is None:
+        _fail(f"no site {site_id!r} (see `staple-collector site list`)")
+    assert site is not None
+    return site
+
+
+def cmd_site_webhook(args: argparse.Namespace) -> None:
+    values = _load_settings(args)
+    with _redis(values) as client:
+        site = _site_or_fail(client, args.site)
+        if args.remove:
+            webhooks.remove(client, site.id)
+            print(json.dumps({"url": None}) if args.json else f"Webhook of {site.id} removed.")
+            return
+        if not args.url:
+            hook = webhooks.get(client, site.id)
+            if args.json:
+                print(json.dumps(hook.describe() if hook else None, indent=2))
+            elif hook is None:
+                print(f"{site.id} has no webhook. Set one: staple-collector site webhook {site.id} URL")
+            else:
+                info = hook.describe()
+                state = "enabled" if info["enabled"] else f"DISABLED: {info['disabled_reason']}"
+                print(f"{info['destination']}  format {info['format']}  {state}")
+            return
+        try:
+            url = webhooks.validate_url(args.url, values["WEBHOOK_ALLOW_PRIVATE"])
+        except outbound.Refused as exc:
+            _fail(f"webhook refused: {exc}")
+        secret = webhooks.configure(client, site.id, url, args.format, _secret(values))
+    if args.json:
+        print(json.dumps({"url": url, "format": args.format, "secret": secret}, indent=2))
+        return
+    print(f"Webhook of {site.id} set: {url} ({args.format}).")
+    print(f"  signing secret  {secret}")
+    print("                  (shown once: keep it now to verify the webhook-signature header)")
+    print(f"Send a test notification: staple-collector alert test {site.id}")
+
+
+def cmd_site_alerts(args: argparse.Namespace) -> None:
+    values = _load_settings(args)
+    changes: dict[str, int] = {}
+    for name in alerts.POLICY_FIELDS:
+        raw = getattr(args, name)
+        if raw is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        try:
+            value = settings.parse_duration(raw) if name in alerts.DURATION_FIELDS else int(raw)
+            changes[name] = alerts.check_override(name, value)
+        except ValueError as exc:
+            _fail(f"{flag}: {exc}")
+    with _redis(values) as client:
+        site = _site_or_fail(client, args.site)
+        if args.reset:
+            alerts.reset_overrides(client, site.id)
+        alerts.set_overrides(client, site.id, changes)
+        site = _site_or_fail(client, args.site)
+    policy = alerts.effective(values, site.alerts).to_dict()
+    if args.json:
+        print(json.dumps({"site": site.id, "policy": policy, "overridden": sorted(site.alerts)}, indent=2))
+        return
+    for name, value in policy.items():
+        mark = "(this site)" if name in site.alerts else "(default)"
+        print(f"  {name.replace('_', '-'):<14} {value:<6} {mark}")
+    print(f"Changes reach the report endpoint within {settings.format_duration(values['SITE_CACHE_TTL'])}.")
+
+
+def cmd_alert_test(args: argparse.Namespace) -> None:
+    from collector import worker
+
+    values = _load_settings(args)
+    with _redis(values) as client:
+        site = _site_or_fail(client, args.site)
+        try:
+            entry = worker.send_test(client, values, _secret(values), site)
+        except LookupError as exc:
+            _fail(str(exc), 1)
+    if args.json:
+        print(json.dumps(entry, indent=2))
+    else:
+        status = entry["status_code"] if entry["status_code"] is not None else "no response"
+        line = f"test notification to {entry['destination']}: {entry['outcome']} (HTTP {status}, "
+        line += f"{entry['latency_ms']} ms)"
+        if entry["error"] and entry["outcome"] != "delivered":
+            line += f": {entry['error']}"
+        print(line)
+    if entry["outcome"] != "delivered":
+        raise SystemExit(1)
+
+
 # --- parser ------------------------------------------------------------------
 
 
@@ -214,7 +358,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", parents=[common], help="run the web app")
     serve.add_argument("--bind", default="127.0.0.1:8000", help="HOST:PORT (default 127.0.0.1:8000)")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="do not run the alert worker alongside (run `staple-collector worker` yourself)")
     serve.set_defaults(func=cmd_serve)
+
+    work = sub.add_parser("worker", parents=[common],
+                          help="run the alert worker: deliver notifications, resolve incidents")
+    work.set_defaults(func=cmd_worker)
 
     site = sub.add_parser("site", help="manage sites")
     site_sub = site.add_subparsers(dest="site_command", required=True)
@@ -229,6 +379,26 @@ def build_parser() -> argparse.ArgumentParser:
     listing = site_sub.add_parser("list", parents=[common], help="list sites")
     listing.add_argument("--json", action="store_true", help="print a JSON array")
     listing.set_defaults(func=cmd_site_list)
+    hook = site_sub.add_parser("webhook", parents=[common],
+                               help="set, show or remove the site's webhook")
+    hook.add_argument("site", help="site id")
+    hook.add_argument("url", nargs="?", help="http(s) URL to POST notifications to (omit to show)")
+    hook.add_argument("--format", choices=webhooks.FORMATS, default="json",
+                      help="json (signed, Standard Webhooks), slack or discord (default json)")
+    hook.add_argument("--remove", action="store_true", help="remove the webhook")
+    hook.add_argument("--json", action="store_true", help="print one JSON object")
+    hook.set_defaults(func=cmd_site_webhook)
+    policy = site_sub.add_parser("alerts", parents=[common],
+                                 help="show or override the site's alert thresholds")
+    policy.add_argument("site", help="site id")
+    policy.add_argument("--window", metavar="DURATION", help="sliding window, e.g. 5m")
+    policy.add_argument("--min-reports", metavar="N", help="failure reports in the window to fire")
+    policy.add_argument("--min-clients", metavar="N", help="distinct clients among them")
+    policy.add_argument("--resolve-after", metavar="DURATION", help="quiet period to resolve, e.g. 15m")
+    policy.add_argument("--repeat", metavar="DURATION", help="reminder interval while firing, 0 for none")
+    policy.add_argument("--reset", action="store_true", help="drop this site's overrides first")
+    policy.add_argument("--json", action="store_true", help="print one JSON object")
+    policy.set_defaults(func=cmd_site_alerts)
 
     header = sub.add_parser("header", parents=[common], help="print the Expect-Staple header for a site")
     header.add_argument("site", help="site id")
@@ -237,6 +407,14 @@ def build_parser() -> argparse.ArgumentParser:
     header.add_argument("--include-subdomains", action="store_true")
     header.add_argument("--preload", action="store_true")
     header.set_defaults(func=cmd_site_header)
+
+    alert = sub.add_parser("alert", help="alert notifications")
+    alert_sub = alert.add_subparsers(dest="alert_command", required=True)
+    test = alert_sub.add_parser("test", parents=[common],
+                                help="send a test notification to the site's webhook now")
+    test.add_argument("site", help="site id")
+    test.add_argument("--json", action="store_true", help="print the delivery as JSON")
+    test.set_defaults(func=cmd_alert_test)
 
     inspect = sub.add_parser(
         "inspect", help="decode a certificate, chain, CSR or OCSP response (PEM, DER or base64)"

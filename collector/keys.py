@@ -38,6 +38,35 @@ es:{S}:h:<host>:samples                     STREAM  HOUR_RETENTION; recent sampl
                                                     MAXLEN ~ SAMPLES_PER_HOST
 es:{S}:dd:<digest>                          STRING  DEDUP_WINDOW; "this client sent this
                                                     report recently", sample not stored again
+es:{S}:h:<host>:al                          HASH    HOUR_RETENTION, refreshed per report;
+                                                    alert state of the host: st (ok, firing,
+                                                    resolved), id, burst, started, last,
+                                                    notified, resolved, sev, reopened, total,
+                                                    counts ``s:``/``c:``/``d:<value>``
+es:{S}:h:<host>:aw                          ZSET    alert window; the latest reports (at most
+                                                    min-reports of them), score = time
+es:{S}:h:<host>:ac                          ZSET    alert window; the latest distinct client
+                                                    hashes (at most min-clients), score = time
+es:{S}:h:<host>:acl                         HLL     HOUR_RETENTION; distinct clients of the
+                                                    current incident
+es:{S}:firing                               ZSET    none; hosts whose incident is firing,
+                                                    score = last qualifying report
+es:{S}:incseq                               STRING  none; incident id counter
+es:{S}:incidents                            ZSET    none, capped at 500 per site; incident
+                                                    ids by start time
+es:{S}:inc                                  HASH    none, capped with the index; incident id ->
+                                                    JSON record as of its last transition
+es:{S}:outbox                               STREAM  MAXLEN ~ 10000; notifications to deliver,
+                                                    read by the worker's consumer group
+                                                    ``workers``
+es:{S}:retry                                ZSET    none; outbox entry id -> due time of the
+                                                    next attempt (or lease end while a worker
+                                                    holds it)
+es:{S}:retry:data                           HASH    none; outbox entry id -> JSON event and
+                                                    attempt count
+es:{S}:deliveries                           STREAM  MAXLEN ~ 1000; delivery log (attempts)
+es:{S}:dead                                 STREAM  MAXLEN ~ 1000; dead letters
+es:worker:<name>                            STRING  60s; a worker's heartbeat
 ==========================================  ======  =======================================
 
 Bucket field dimensions (``<dim>``): ``s`` response-status, ``c`` cert-status,
@@ -110,3 +139,66 @@ def samples(site_id: str, host: str) -> str:
 
 def dedup(site_id: str, digest: str) -> str:
     return f"{_site(site_id)}:dd:{digest}"
+
+
+# --- alerting and delivery -------------------------------------------------------
+
+OUTBOX_GROUP = "workers"
+OUTBOX_MAXLEN = 10000
+LOG_MAXLEN = 1000
+
+
+def alert_state(site_id: str, host: str) -> str:
+    return f"{_host(site_id, host)}:al"
+
+
+def alert_window(site_id: str, host: str) -> str:
+    return f"{_host(site_id, host)}:aw"
+
+
+def alert_window_clients(site_id: str, host: str) -> str:
+    return f"{_host(site_id, host)}:ac"
+
+
+def incident_clients(site_id: str, host: str) -> str:
+    return f"{_host(site_id, host)}:acl"
+
+
+def firing(site_id: str) -> str:
+    return f"{_site(site_id)}:firing"
+
+
+def incident_seq(site_id: str) -> str:
+    return f"{_site(site_id)}:incseq"
+
+
+def incidents(site_id: str) -> str:
+    return f"{_site(site_id)}:incidents"
+
+
+def incident_records(site_id: str) -> str:
+    return f"{_site(site_id)}:inc"
+
+
+def outbox(site_id: str) -> str:
+    return f"{_site(site_id)}:outbox"
+
+
+def retry(site_id: str) -> str:
+    return f"{_site(site_id)}:retry"
+
+
+def retry_data(site_id: str) -> str:
+    return f"{_site(site_id)}:retry:data"
+
+
+def deliveries(site_id: str) -> str:
+    return f"{_site(site_id)}:deliveries"
+
+
+def dead(site_id: str) -> str:
+    return f"{_site(site_id)}:dead"
+
+
+def worker(name: str) -> str:
+    return f"{PREFIX}:worker:{name}"

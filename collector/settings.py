@@ -222,6 +222,84 @@ SETTINGS: tuple[Setting, ...] = (
         "Threads per gunicorn worker (gthread worker class).",
     ),
     Setting("LOG_LEVEL", "INFO", _level, "DEBUG, INFO, WARNING or ERROR."),
+    Setting(
+        "ALERT_WINDOW",
+        "5m",
+        _duration_in(1, 86400),
+        "Sliding window in which failure reports count towards firing an incident "
+        "(a site can override it: `site alerts --window`).",
+    ),
+    Setting(
+        "ALERT_MIN_REPORTS",
+        "5",
+        _int_in(1, 10000),
+        "Failure reports within the window that fire an incident (`--min-reports`).",
+    ),
+    Setting(
+        "ALERT_MIN_CLIENTS",
+        "2",
+        _int_in(1, 1000),
+        "Distinct clients those reports must come from (`--min-clients`). Revoked "
+        "and Must-Staple reports fire at once regardless.",
+    ),
+    Setting(
+        "ALERT_RESOLVE_AFTER",
+        "15m",
+        _duration_in(1, 7 * 86400),
+        "Quiet period (no failure reports) after which an incident resolves; firing "
+        "again within it after resolving continues the same incident (`--resolve-after`).",
+    ),
+    Setting(
+        "ALERT_REPEAT",
+        "4h",
+        _duration_in(0, 30 * 86400),
+        "Reminder interval while an incident keeps firing; 0 sends none (`--repeat`).",
+    ),
+    Setting(
+        "ALERT_SWEEP_INTERVAL",
+        "15s",
+        _duration_in(1, 3600),
+        "How often the worker looks for incidents to resolve or remind about.",
+    ),
+    Setting(
+        "WEBHOOK_ALLOW_PRIVATE",
+        "false",
+        parse_bool,
+        "Let webhooks reach loopback and private addresses (RFC 1918, ULA, CGNAT). "
+        "Link-local and cloud metadata addresses stay refused.",
+    ),
+    Setting(
+        "WEBHOOK_TIMEOUT",
+        "5s",
+        _duration_in(1, 60),
+        "Timeout for connecting to a webhook and for each read from it.",
+    ),
+    Setting(
+        "WEBHOOK_RETRY_BASE",
+        "30s",
+        _duration_in(1, 3600),
+        "First retry delay after a failed delivery; doubles per attempt (with "
+        "jitter), capped at 6h.",
+    ),
+    Setting(
+        "WEBHOOK_RETRY_FOR",
+        "24h",
+        _duration_in(0, 7 * 86400),
+        "How long a notification is retried before it becomes a dead letter.",
+    ),
+    Setting(
+        "DELIVERY_LEASE",
+        "60s",
+        _duration_in(2, 3600),
+        "A delivery a worker took but did not finish within this time (the worker "
+        "died) is taken over by another worker.",
+    ),
+    Setting(
+        "WORKER_THREADS",
+        "4",
+        _int_in(1, 64),
+        "Deliveries a worker makes in parallel (one site's notifications stay in order).",
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}

@@ -8,12 +8,12 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from collector import hostnames, keys
+from collector import alerts, hostnames, keys
 
 DEFAULT_MAX_AGE = 31536000
 
@@ -24,6 +24,8 @@ class Site:
     name: str
     hosts: tuple[str, ...]
     created_at: int
+    # Per-site alert policy overrides (collector.alerts.POLICY_FIELDS -> value).
+    alerts: dict[str, int] = field(default_factory=dict)
 
     def accepts(self, host: str) -> bool:
         return hostnames.matches(host, self.hosts)
@@ -97,6 +99,7 @@ def _from_hash(site_id: str, data: dict[bytes, bytes]) -> Site | None:
         name=data[b"name"].decode(),
         hosts=tuple(json.loads(data.get(b"hosts", b"[]"))),
         created_at=int(data.get(b"created_at", b"0")),
+        alerts=alerts.overrides_from_hash(data),
     )
 
 

@@ -18,14 +18,14 @@ from typing import Any
 
 import redis
 
-from collector import keys
+from collector import alerts, keys
 
-INGEST_LUA = """
+INGEST_LUA = alerts.INGEST_ALERT_LUA + """
 -- One accepted report, all writes at once. All KEYS share the site's hash tag.
 -- KEYS[1] hosts index ZSET     KEYS[2] stats HASH        KEYS[3] stats of the day HASH
 -- KEYS[4] host meta HASH       KEYS[5] minute bucket     KEYS[6] hour bucket
 -- KEYS[7] clients-hour HLL     KEYS[8] clients-day HLL   KEYS[9] samples STREAM
--- KEYS[10] dedup marker
+-- KEYS[10] dedup marker       KEYS[11..19] alert keys (collector.alerts.ingest_keys)
 -- ARGV[1] now (epoch s)        ARGV[2] host              ARGV[3] minute of the hour
 -- ARGV[4] hour of the day      ARGV[5] response-status   ARGV[6] cert-status or ''
 -- ARGV[7] port                 ARGV[8] client hash       ARGV[9] sample JSON
@@ -33,6 +33,7 @@ INGEST_LUA = """
 -- ARGV[12] minute bucket TTL   ARGV[13] hour bucket TTL  ARGV[14] clients-hour TTL
 -- ARGV[15] stats-day TTL       ARGV[16] host retention
 -- ARGV[17] diagnosis code      ARGV[18] severity         ARGV[19] must-staple '1', '0' or ''
+-- ARGV[20..27] alert policy (collector.alerts.ingest_args)
 -- Returns 1 when the sample was stored, 0 when it was a recent duplicate.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[16])
@@ -61,6 +62,7 @@ redis.call('EXPIRE', KEYS[1], retention)
 redis.call('HINCRBY', KEYS[2], 'accepted', 1)
 redis.call('HINCRBY', KEYS[3], 'accepted', 1)
 redis.call('EXPIRE', KEYS[3], ARGV[15])
+alert(now)
 if ARGV[11] == '0' or redis.call('SET', KEYS[10], '1', 'NX', 'EX', ARGV[11]) then
   redis.call('XADD', KEYS[9], 'MAXLEN', '~', ARGV[10], '*', 'r', ARGV[9])
   redis.call('EXPIRE', KEYS[9], retention)
@@ -122,6 +124,7 @@ def write(
     client_id: str,
     now: int,
     retention: Retention,
+    policy: alerts.Policy,
 ) -> list[int]:
     """Store everything one request produced in a single round trip.
 
@@ -129,7 +132,7 @@ def write(
     was a recent duplicate.
     """
     pipe = client.pipeline(transaction=False)
-    _queue(pipe, site_id, outcomes, client_id, now, retention)
+    _queue(pipe, site_id, outcomes, client_id, now, retention, policy)
     try:
         results = pipe.execute(raise_on_error=True)
     except redis.exceptions.NoScriptError:
@@ -138,13 +141,13 @@ def write(
         # script calls only. Rare (once per Redis start).
         client.script_load(INGEST_LUA)
         pipe = client.pipeline(transaction=False)
-        _queue(pipe, site_id, Outcomes(accepted=outcomes.accepted), client_id, now, retention)
+        _queue(pipe, site_id, Outcomes(accepted=outcomes.accepted), client_id, now, retention, policy)
         results = pipe.execute(raise_on_error=True)
     return [int(r) for r in results[: len(outcomes.accepted)]]
 
 
 def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int,
-           retention: Retention) -> None:
+           retention: Retention, policy: alerts.Policy) -> None:
     epoch_hour, epoch_day = now // 3600, now // 86400
     day = _day(now)
     for report in outcomes.accepted:
@@ -155,7 +158,7 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
         ).hexdigest()[:32]
         pipe.evalsha(
             INGEST_SHA,
-            10,
+            19,
             keys.hosts(site_id),
             keys.stats(site_id),
             keys.stats_day(site_id, day),
@@ -166,6 +169,7 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
             keys.clients_day(site_id, host, epoch_day),
             keys.samples(site_id, host),
             keys.dedup(site_id, digest),
+            *alerts.ingest_keys(site_id, host),
             now,
             host,
             (now % 3600) // 60,
@@ -185,6 +189,10 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
             report.diagnosis,
             report.severity,
             "" if report.must_staple is None else int(report.must_staple),
+            *alerts.ingest_args(
+                site_id, policy,
+                alerts.immediate(report.diagnosis, report.cert_status, report.must_staple),
+            ),
         )
     counters = [("filtered", outcomes.filtered), ("rejected", outcomes.rejected)]
     if any(c for _, c in counters):

@@ -9,9 +9,9 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from collector import decode, diagnosis, hostnames, keys, settings, sites, store
+from collector import alerts, hostnames, keys, settings, sites, store, worker
 from collector.errors import error_response
-from collector.ingest.schema import parse_rfc3339
+from collector.explain import explain
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -83,12 +83,16 @@ def hosts(site_id: str) -> Response:
     limit = _int_arg("limit", 100, 1, 1000)
     offset = _int_arg("offset", 0, 0, 10**9)
     now = int(time.time())
+    listed = store.list_hosts(_redis(), site_id, now, limit, offset)
+    states = alerts.host_states(_redis(), site_id, [h["hostname"] for h in listed])
+    for summary in listed:
+        summary["alert_state"] = states.get(summary["hostname"], "ok")
     return jsonify(
         {
             "site": site_id,
             "generated_at": store.iso(now),
             "total_hosts": store.host_count(_redis(), site_id),
-            "hosts": store.list_hosts(_redis(), site_id, now, limit, offset),
+            "hosts": listed,
         }
     )
 
@@ -102,6 +106,8 @@ def host(site_id: str, hostname: str) -> Response:
         return _not_found()
     latest = store.recent_samples(_redis(), site_id, name, 1)
     detail["latest_report"] = explain(latest[0]) if latest else None
+    detail["incident"] = alerts.host_incident(_redis(), site_id, name)
+    detail["alert_state"] = detail["incident"]["state"] if detail["incident"] else "ok"
     return jsonify(detail)
 
 
@@ -150,38 +156,27 @@ def host_reports(site_id: str, hostname: str) -> Response:
     return jsonify({"hostname": name, "reports": [explain(s) for s in samples]})
 
 
-def explain(sample: dict[str, Any]) -> dict[str, Any]:
-    """Add the decoded leaf certificate and staple to a stored sample.
-
-    Decoding is memoised, so this costs little for the certificates and staples
-    ingest already saw. The stored diagnosis stays as it was judged on arrival.
-    """
-    received = parse_rfc3339(sample["received_at"])
-    try:
-        sent = parse_rfc3339(sample["date-time"]) if sample.get("date-time") else None
-    except ValueError:
-        sent = None
-    ocsp_text = sample.get("ocsp-response")
-    analysis = diagnosis.analyse(
-        response_status=sample["response-status"],
-        cert_status=sample.get("cert-status"),
-        ocsp_der=decode.ocsp_der_from_text(ocsp_text) if ocsp_text else None,
-        served_chain=sample.get("served-certificate-chain") or [],
-        validated_chain=sample.get("validated-certificate-chain") or [],
-        at=(at := diagnosis.judgement_time(sent, received)),
-    )
-    stored = sample.get("diagnosis") or {}
-    sample["diagnosis"] = analysis.diagnosis.to_dict()
-    if stored.get("code") == analysis.diagnosis.code:
-        # The judgement made on arrival stands (the same inputs give the same code).
-        sample["diagnosis"]["severity"] = stored.get("severity", analysis.diagnosis.severity)
-    sample["findings"] = list(analysis.findings)
-    sample["certificate"] = analysis.leaf.to_dict() if analysis.leaf else None
-    sample["ocsp"] = analysis.ocsp.to_dict(at) if analysis.ocsp else None
-    return sample
-
-
 @bp.get("/sites/<site_id>/stats")
 @site_auth
 def stats(site_id: str) -> Response:
     return jsonify({"site": site_id, **store.site_stats(_redis(), site_id, int(time.time()))})
+
+
+INCIDENT_STATES = ("firing", "resolved")
+
+
+@bp.get("/sites/<site_id>/incidents")
+@site_auth
+def incidents(site_id: str) -> Response:
+    limit = _int_arg("limit", 50, 1, alerts.INCIDENT_HISTORY)
+    state = request.args.get("state")
+    if state is not None and state not in INCIDENT_STATES:
+        raise BadParameter("state", f"one of {', '.join(INCIDENT_STATES)}")
+    return jsonify({"site": site_id, "incidents": alerts.list_incidents(_redis(), site_id, limit, state)})
+
+
+@bp.get("/sites/<site_id>/deliveries")
+@site_auth
+def deliveries(site_id: str) -> Response:
+    limit = _int_arg("limit", 50, 1, 1000)
+    return jsonify({"site": site_id, **worker.deliveries(_redis(), site_id, limit)})

@@ -9,10 +9,11 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
-from collector import diagnosis, store
+from collector import alerts, diagnosis, store
 from collector.errors import error_response
 from collector.ingest import parse
 from collector.ingest.schema import load_report
+from collector.sites import Site
 
 bp = Blueprint("ingest", __name__)
 
@@ -62,7 +63,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
         extracted = parse.extract(parse.parse_json(body), kind, config["MAX_BATCH_REPORTS"])
     except parse.Rejection as rejection:
         outcomes.add("rejected", rejection.code, rejection.count)
-        _write(site.id, outcomes)
+        _write(site, outcomes)
         return _cors(
             error_response(rejection.status, rejection.code, rejection.message, rejection.fields)
         )
@@ -110,7 +111,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
         )
     for reason in extracted.ignored:
         outcomes.add("rejected", reason)
-    _write(site.id, outcomes, now)
+    _write(site, outcomes, now)
 
     if not outcomes.accepted and not outcomes.filtered:
         fields = errors["0"] if not extracted.batch else errors
@@ -120,14 +121,15 @@ def report(site_id: str, mode: str | None = None) -> Response:
     return _cors(response)
 
 
-def _write(site_id: str, outcomes: store.Outcomes, now: int | None = None) -> None:
+def _write(site: Site, outcomes: store.Outcomes, now: int | None = None) -> None:
     ext = current_app.extensions
     address = request.remote_addr or "unknown"
     store.write(
         ext["redis"],
-        site_id,
+        site.id,
         outcomes,
         store.client_hash(ext["client_salt"], address),
         now or int(time.time()),
         ext["retention"],
+        alerts.effective(current_app.config, site.alerts),
     )
