@@ -59,11 +59,14 @@ def test_durations():
 def test_compose_file_names_only_real_settings_and_a_healthy_redis():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert set(services) >= {"redis", "web"}
+    assert set(services) >= {"redis", "web", "worker"}
     assert "--appendonly" in services["redis"]["command"]
     assert "healthcheck" in services["redis"]
     known = {s.name for s in settings.SETTINGS}
     assert set(services["web"]["environment"]) <= known
+    assert set(services["worker"]["environment"]) <= known
+    assert services["worker"]["command"] == ["staple-collector", "worker"]
+    assert services["worker"]["environment"]["SECRET_KEY"] == services["web"]["environment"]["SECRET_KEY"]
     assert services["web"]["ports"] == ["8000:8000"]
     assert services["web"]["depends_on"]["redis"]["condition"] == "service_healthy"
     assert services["web"]["environment"]["REDIS_URL"].startswith("redis://redis:")
@@ -73,5 +76,6 @@ def test_procfile_runs_gunicorn_on_the_factory():
     procfile = dict(line.split(": ", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line)
     assert "gunicorn" in procfile["web"] and "'collector:create_app()'" in procfile["web"]
     assert "collector.gunicorn_conf" in procfile["web"]
+    assert procfile["worker"] == "staple-collector worker"
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "USER collector" in dockerfile and "collector:create_app()" in dockerfile

@@ -22,7 +22,7 @@ CLI = str(Path(sys.executable).parent / "staple-collector")
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "STAPLE_DATA_DIR", "SECRET_KEY")}
-    env.update(PUBLIC_URL="https://collector.example", WEB_CONCURRENCY="2", **extra)
+    env.update({"PUBLIC_URL": "https://collector.example", "WEB_CONCURRENCY": "2", **extra})
     return env
 
 
