@@ -127,7 +127,7 @@ class Worker:
             busy = 0
             try:
                 now = time.time()
-                if now >= next_sites:
+                if now >= next_sites or self.client.scard(keys.SITES) != len(self.sites):
                     self.refresh_sites()
                     next_sites = now + SITES_REFRESH
                 if now >= next_beat:
