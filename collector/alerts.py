@@ -170,10 +170,12 @@ local function alert(now)
   local window = tonumber(ARGV[20])
   local resolve_after = tonumber(ARGV[23])
   local host, client = ARGV[2], ARGV[8]
-  local st = redis.call('HGET', al, 'st') or 'ok'
-  local last = tonumber(redis.call('HGET', al, 'last') or '0')
+  local cur = redis.call('HMGET', al, 'st', 'last', 'resolved', 'sev')
+  local st = cur[1] or 'ok'
+  local last = tonumber(cur[2] or '0')
+  local sev = cur[4]
   local reset = false
-  if st == 'resolved' and now - tonumber(redis.call('HGET', al, 'resolved')) >= resolve_after then
+  if st == 'resolved' and now - tonumber(cur[3] or '0') >= resolve_after then
     st = 'ok'
     reset = true
   end
@@ -181,20 +183,24 @@ local function alert(now)
     -- A new burst: the counts of the last one (and its incident, if any) are history.
     redis.call('DEL', al, KEYS[12], KEYS[13], KEYS[14])
     redis.call('HSET', al, 'st', 'ok', 'burst', now)
+    sev = false
   end
-  redis.call('HINCRBY', al, 'total', 1)
+  local total = redis.call('HINCRBY', al, 'total', 1)
   redis.call('HINCRBY', al, 's:' .. ARGV[5], 1)
   if ARGV[6] ~= '' then redis.call('HINCRBY', al, 'c:' .. ARGV[6], 1) end
   redis.call('HINCRBY', al, 'd:' .. ARGV[17], 1)
-  if ARGV[18] == 'critical' or not redis.call('HGET', al, 'sev') then
-    redis.call('HSET', al, 'sev', ARGV[18])
+  if not sev or (ARGV[18] == 'critical' and sev ~= 'critical') then
+    redis.call('HSET', al, 'last', now, 'sev', ARGV[18])
+  else
+    redis.call('HSET', al, 'last', now)
   end
-  redis.call('HSET', al, 'last', now)
   redis.call('PFADD', KEYS[14], client)
-  redis.call('EXPIRE', al, ARGV[16])
-  redis.call('EXPIRE', KEYS[14], ARGV[16])
+  if total % 64 == 1 then
+    -- Refreshed now and then, not per report: the retention is days, the hot path is not.
+    redis.call('EXPIRE', al, ARGV[16])
+    redis.call('EXPIRE', KEYS[14], ARGV[16])
+  end
   if st == 'firing' then
-    redis.call('ZADD', KEYS[15], now, host)
     return
   end
   local min_reports, min_clients = tonumber(ARGV[21]), tonumber(ARGV[22])

@@ -38,7 +38,7 @@ es:{S}:h:<host>:samples                     STREAM  HOUR_RETENTION; recent sampl
                                                     MAXLEN ~ SAMPLES_PER_HOST
 es:{S}:dd:<digest>                          STRING  DEDUP_WINDOW; "this client sent this
                                                     report recently", sample not stored again
-es:{S}:h:<host>:al                          HASH    HOUR_RETENTION, refreshed per report;
+es:{S}:h:<host>:al                          HASH    HOUR_RETENTION, refreshed every 64 reports;
                                                     alert state of the host: st (ok, firing,
                                                     resolved), id, burst, started, last,
                                                     notified, resolved, sev, reopened, total,
@@ -47,10 +47,10 @@ es:{S}:h:<host>:aw                          ZSET    alert window; the latest rep
                                                     min-reports of them), score = time
 es:{S}:h:<host>:ac                          ZSET    alert window; the latest distinct client
                                                     hashes (at most min-clients), score = time
-es:{S}:h:<host>:acl                         HLL     HOUR_RETENTION; distinct clients of the
+es:{S}:h:<host>:acl                         HLL     as the alert state; distinct clients of the
                                                     current incident
 es:{S}:firing                               ZSET    none; hosts whose incident is firing,
-                                                    score = last qualifying report
+                                                    score = when it (last) fired
 es:{S}:incseq                               STRING  none; incident id counter
 es:{S}:incidents                            ZSET    none, capped at 500 per site; incident
                                                     ids by start time
