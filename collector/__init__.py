@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -48,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.secret_key = secret
     # A key of its own for client hashes, so rotating session secrets later and
     # client estimates stay independent.
-    app.extensions["client_salt"] = hashlib.sha256(b"client-address|" + secret).digest()
+    app.extensions["client_salt"] = store.client_salt(secret)
     app.extensions["site_cache"] = sites.SiteCache(values["SITE_CACHE_TTL"])
     app.extensions["retention"] = store.Retention(
         minutes=values["MINUTE_RETENTION"],

@@ -133,8 +133,8 @@ local function incident_record(al, hll, host, site)
   local h = {}
   for i = 1, #flat, 2 do h[flat[i]] = flat[i + 1] end
   local counts = {total = tonumber(h.total or '0'), by_status = {}, by_cert_status = {},
-                  by_diagnosis = {}}
-  local dims = {s = 'by_status', c = 'by_cert_status', d = 'by_diagnosis'}
+                  by_diagnosis = {}, by_source = {}}
+  local dims = {s = 'by_status', c = 'by_cert_status', d = 'by_diagnosis', r = 'by_source'}
   for k, v in pairs(h) do
     local dim, value = string.match(k, '^(%a):(.+)$')
     if dim and dims[dim] then counts[dims[dim]][value] = tonumber(v) end
@@ -189,6 +189,7 @@ local function alert(now)
   redis.call('HINCRBY', al, 's:' .. ARGV[5], 1)
   if ARGV[6] ~= '' then redis.call('HINCRBY', al, 'c:' .. ARGV[6], 1) end
   redis.call('HINCRBY', al, 'd:' .. ARGV[17], 1)
+  redis.call('HINCRBY', al, 'r:' .. ARGV[28], 1)
   if not sev or (ARGV[18] == 'critical' and sev ~= 'critical') then
     redis.call('HSET', al, 'last', now, 'sev', ARGV[18])
   else
@@ -296,24 +297,29 @@ def ingest_args(site_id: str, policy: Policy, fires_at_once: bool) -> list[Any]:
     ]
 
 
-def sweep(client: redis.Redis, policies: Mapping[str, Policy], now: int) -> dict[str, int]:
+def sweep(client: redis.Redis, policies: Mapping[str, Policy], now: int,
+          hosts: Mapping[str, list[str]] | None = None) -> dict[str, int]:
     """Resolve or remind every firing host of these sites (site id -> policy).
 
     Two pipelines whatever the number of sites: the firing hosts of every site,
-    then one ``SWEEP_LUA`` per firing host.
+    then one ``SWEEP_LUA`` per firing host. ``hosts`` limits the sweep to
+    those hosts (a probe that succeeded resolves its host with resolve-after 0).
     """
     done = {"resolved": 0, "reminded": 0}
     site_ids = list(policies)
     if not site_ids:
         return done
-    pipe = client.pipeline(transaction=False)
-    for site_id in site_ids:
-        pipe.zrange(keys.firing(site_id), 0, -1)
-    work = [
-        (site_id, host.decode())
-        for site_id, hosts in zip(site_ids, pipe.execute(), strict=True)
-        for host in hosts
-    ]
+    if hosts is not None:
+        work = [(site_id, host) for site_id in site_ids for host in hosts.get(site_id, [])]
+    else:
+        pipe = client.pipeline(transaction=False)
+        for site_id in site_ids:
+            pipe.zrange(keys.firing(site_id), 0, -1)
+        work = [
+            (site_id, host.decode())
+            for site_id, found in zip(site_ids, pipe.execute(), strict=True)
+            for host in found
+        ]
     if not work:
         return done
 
@@ -358,7 +364,7 @@ def shape_record(record: dict[str, Any]) -> dict[str, Any]:
     from collector.store import iso
 
     counts = record.get("counts") or {}
-    for name in ("by_status", "by_cert_status", "by_diagnosis"):
+    for name in ("by_status", "by_cert_status", "by_diagnosis", "by_source"):
         # cjson encodes an empty table as {} and Lua gives numbers; keep ints.
         counts[name] = {k: int(v) for k, v in (counts.get(name) or {}).items()}
     counts["total"] = int(counts.get("total") or 0)
@@ -387,8 +393,8 @@ def top_diagnosis(counts: Mapping[str, Any]) -> str | None:
 def _live(data: Mapping[bytes, bytes], clients: int, site_id: str, host: str) -> dict[str, Any]:
     h = {k.decode(): v.decode() for k, v in data.items()}
     counts: dict[str, Any] = {"total": int(h.get("total", 0)), "by_status": {}, "by_cert_status": {},
-                              "by_diagnosis": {}}
-    names = {"s": "by_status", "c": "by_cert_status", "d": "by_diagnosis"}
+                              "by_diagnosis": {}, "by_source": {}}
+    names = {"s": "by_status", "c": "by_cert_status", "d": "by_diagnosis", "r": "by_source"}
     for k, v in h.items():
         dim, sep, value = k.partition(":")
         if sep and dim in names:

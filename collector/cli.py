@@ -342,6 +342,105 @@ def cmd_alert_test(args: argparse.Namespace) -> None:
         raise SystemExit(1)
 
 
+# --- probes ----------------------------------------------------------------------------
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from collector import probe
+
+    values = _load_settings(args)
+    try:
+        target = probe.parse_target(args.target)
+    except ValueError as exc:
+        _fail(f"{args.target}: {exc}")
+    target.servername = args.servername
+    try:
+        result = probe.probe(target, ca_file=args.ca_file, timeout=args.timeout or values["PROBE_TIMEOUT"])
+    except probe.ProbeError as exc:
+        if args.json:
+            print(json.dumps({"host": target.host, "port": target.port, "error": str(exc)}, indent=2))
+        else:
+            print(f"staple-collector: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    data = result.to_dict()
+    if args.report_to:
+        data["reported"] = _report(args.report_to, result)
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(probe.render(data))
+        if args.report_to:
+            print(f"  report        {data['reported']}")
+    raise SystemExit(0 if result.ok else 1)
+
+
+def _report(uri: str, result: Any) -> str:
+    """POST a failed result to a report URI as Chrome would have; a valid staple is not a report."""
+    import urllib.error
+    import urllib.request
+
+    if result.ok:
+        return "not sent: the staple is valid (Expect-Staple reports are for failures)"
+    body = json.dumps(result.report()).encode()
+    request = urllib.request.Request(
+        uri, data=body, method="POST",
+        headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "staple-collector-probe"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return f"sent to {uri}: HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"NOT accepted by {uri}: HTTP {exc.code} {exc.read(300).decode(errors='replace')}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"NOT sent to {uri}: {getattr(exc, 'reason', exc)}"
+
+
+def cmd_site_probe(args: argparse.Namespace) -> None:
+    import time as _time
+
+    from collector import probe, probes
+
+    values = _load_settings(args)
+    with _redis(values) as client:
+        site = _site_or_fail(client, args.site)
+        if args.probe_command == "add":
+            try:
+                target = probe.parse_target(args.target)
+                target.servername = args.servername
+                every = settings.parse_duration(args.every)
+                entry = probes.add(client, site.id, target, every)
+            except ValueError as exc:
+                _fail(str(exc))
+            if args.json:
+                print(json.dumps({"target": entry.label, "hostname": entry.hostname, "every": entry.every}))
+            else:
+                print(f"Probing {entry.label} (as {entry.hostname}) every "
+                      f"{settings.format_duration(entry.every)}; the worker runs it.")
+            return
+        if args.probe_command == "remove":
+            try:
+                parsed = probe.parse_target(args.target)
+            except ValueError as exc:
+                _fail(f"{args.target}: {exc}")
+            if not probes.remove(client, site.id, f"{parsed.host}:{parsed.port}"):
+                _fail(f"{site.id} has no probe target {parsed.host}:{parsed.port}", 1)
+            print(json.dumps({"removed": f"{parsed.host}:{parsed.port}"}) if args.json
+                  else f"Removed {parsed.host}:{parsed.port}.")
+            return
+        rows = probes.status(client, site.id, int(_time.time()))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print(f"No probe targets. Add one: staple-collector site probe {site.id} add HOST[:PORT] --every 5m")
+        return
+    for row in rows:
+        last = row["last_result"] or {}
+        detail = last.get("error") or last.get("summary") or ""
+        print(f"{row['target']:<30} every {settings.format_duration(row['every']):<5} {row['status']:<11} "
+              f"last {row['last_probed_at'] or 'never'}  {detail}")
+
+
 # --- parser ------------------------------------------------------------------
 
 
@@ -399,6 +498,20 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument("--reset", action="store_true", help="drop this site's overrides first")
     policy.add_argument("--json", action="store_true", help="print one JSON object")
     policy.set_defaults(func=cmd_site_alerts)
+    site_probe = site_sub.add_parser("probe", help="scheduled probe targets of a site")
+    site_probe.add_argument("site", help="site id")
+    probe_sub = site_probe.add_subparsers(dest="probe_command", required=True)
+    p_add = probe_sub.add_parser("add", parents=[common], help="probe HOST[:PORT] on a schedule")
+    p_add.add_argument("target", metavar="HOST[:PORT]")
+    p_add.add_argument("--servername", help="SNI name (and the hostname results are filed under)")
+    p_add.add_argument("--every", default="5m", help="interval, e.g. 5m (default 5m)")
+    p_add.add_argument("--json", action="store_true")
+    p_list = probe_sub.add_parser("list", parents=[common], help="targets with their latest result")
+    p_list.add_argument("--json", action="store_true")
+    p_remove = probe_sub.add_parser("remove", parents=[common], help="stop probing HOST[:PORT]")
+    p_remove.add_argument("target", metavar="HOST[:PORT]")
+    p_remove.add_argument("--json", action="store_true")
+    site_probe.set_defaults(func=cmd_site_probe)
 
     header = sub.add_parser("header", parents=[common], help="print the Expect-Staple header for a site")
     header.add_argument("site", help="site id")
@@ -407,6 +520,17 @@ def build_parser() -> argparse.ArgumentParser:
     header.add_argument("--include-subdomains", action="store_true")
     header.add_argument("--preload", action="store_true")
     header.set_defaults(func=cmd_site_header)
+
+    probe_cmd = sub.add_parser("probe", parents=[common],
+                               help="check a server's OCSP staple now, as a strict client would")
+    probe_cmd.add_argument("target", metavar="HOST[:PORT]")
+    probe_cmd.add_argument("--servername", help="SNI name and hostname to judge (default HOST)")
+    probe_cmd.add_argument("--ca-file", help="PEM file of extra trusted roots")
+    probe_cmd.add_argument("--timeout", type=float, help="seconds (default PROBE_TIMEOUT)")
+    probe_cmd.add_argument("--json", action="store_true", help="print one JSON object")
+    probe_cmd.add_argument("--report-to", metavar="URI",
+                           help="POST a failure as an Expect-Staple report to this report URI")
+    probe_cmd.set_defaults(func=cmd_probe)
 
     alert = sub.add_parser("alert", help="alert notifications")
     alert_sub = alert.add_subparsers(dest="alert_command", required=True)

@@ -42,7 +42,8 @@ es:{S}:h:<host>:al                          HASH    HOUR_RETENTION, refreshed ev
                                                     alert state of the host: st (ok, firing,
                                                     resolved), id, burst, started, last,
                                                     notified, resolved, sev, reopened, total,
-                                                    counts ``s:``/``c:``/``d:<value>``
+                                                    counts ``s:``/``c:``/``d:``/``r:<value>``
+                                                    (``r`` = source: report or probe)
 es:{S}:h:<host>:aw                          ZSET    alert window; the latest reports (at most
                                                     min-reports of them), score = time
 es:{S}:h:<host>:ac                          ZSET    alert window; the latest distinct client
@@ -67,10 +68,17 @@ es:{S}:retry:data                           HASH    none; outbox entry id -> JSO
 es:{S}:deliveries                           STREAM  MAXLEN ~ 1000; delivery log (attempts)
 es:{S}:dead                                 STREAM  MAXLEN ~ 1000; dead letters
 es:worker:<name>                            STRING  60s; a worker's heartbeat
+es:{S}:probes                               HASH    none; probe target ``host:port`` -> JSON
+                                                    (host, port, servername, every, added_at)
+es:{S}:probes:due                           ZSET    none; target -> next due time (lease end
+                                                    while a worker probes it)
+es:{S}:probe:<host:port>                    HASH    HOUR_RETENTION; last result (JSON), last_at,
+                                                    consecutive failures, ok/fail totals
 ==========================================  ======  =======================================
 
 Bucket field dimensions (``<dim>``): ``s`` response-status, ``c`` cert-status,
-``d`` diagnosis code (``collector.diagnosis.CATALOGUE``).
+``d`` diagnosis code (``collector.diagnosis.CATALOGUE``), ``p`` probe results
+(``p:ok``, ``p:fail``; a failing probe is also counted as a report).
 """
 
 from __future__ import annotations
@@ -202,3 +210,15 @@ def dead(site_id: str) -> str:
 
 def worker(name: str) -> str:
     return f"{PREFIX}:worker:{name}"
+
+
+def probes(site_id: str) -> str:
+    return f"{_site(site_id)}:probes"
+
+
+def probes_due(site_id: str) -> str:
+    return f"{_site(site_id)}:probes:due"
+
+
+def probe_state(site_id: str, target: str) -> str:
+    return f"{_site(site_id)}:probe:{target}"

@@ -295,6 +295,18 @@ SETTINGS: tuple[Setting, ...] = (
         "died) is taken over by another worker.",
     ),
     Setting(
+        "PROBE_TIMEOUT",
+        "10s",
+        _duration_in(1, 120),
+        "Timeout for a probe's connection and TLS handshake (scheduled probes and `probe`).",
+    ),
+    Setting(
+        "PROBE_FAILURES_TO_FIRE",
+        "2",
+        _int_in(1, 100),
+        "Consecutive failed scheduled probes of a target that fire an incident on their own.",
+    ),
+    Setting(
         "WORKER_THREADS",
         "4",
         _int_in(1, 64),

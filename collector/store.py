@@ -34,6 +34,7 @@ INGEST_LUA = alerts.INGEST_ALERT_LUA + """
 -- ARGV[15] stats-day TTL       ARGV[16] host retention
 -- ARGV[17] diagnosis code      ARGV[18] severity         ARGV[19] must-staple '1', '0' or ''
 -- ARGV[20..27] alert policy (collector.alerts.ingest_args)
+-- ARGV[28] source: 'report' (browsers, other collectors' clients) or 'probe' (our prober)
 -- Returns 1 when the sample was stored, 0 when it was a recent duplicate.
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[16])
@@ -41,6 +42,7 @@ local function bucket(key, slot, ttl)
   redis.call('HINCRBY', key, slot .. '|s:' .. ARGV[5], 1)
   if ARGV[6] ~= '' then redis.call('HINCRBY', key, slot .. '|c:' .. ARGV[6], 1) end
   redis.call('HINCRBY', key, slot .. '|d:' .. ARGV[17], 1)
+  if ARGV[28] == 'probe' then redis.call('HINCRBY', key, slot .. '|p:fail', 1) end
   redis.call('EXPIRE', key, ttl)
 end
 bucket(KEYS[5], ARGV[3], ARGV[12])
@@ -93,6 +95,9 @@ class Accepted:
     severity: str
     must_staple: bool | None
     sample: dict[str, Any]
+    source: str = "report"
+    # Fire an incident with this report alone (repeated probe failures).
+    fire_now: bool = False
 
 
 @dataclass
@@ -106,6 +111,11 @@ class Outcomes:
     def add(self, kind: str, reason: str, n: int = 1) -> None:
         bucket = self.filtered if kind == "filtered" else self.rejected
         bucket[reason] = bucket.get(reason, 0) + n
+
+
+def client_salt(secret_key: bytes) -> bytes:
+    """A key of its own for client hashes, derived from SECRET_KEY."""
+    return hashlib.sha256(b"client-address|" + secret_key).digest()
 
 
 def client_hash(secret: bytes, address: str) -> str:
@@ -191,8 +201,9 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
             "" if report.must_staple is None else int(report.must_staple),
             *alerts.ingest_args(
                 site_id, policy,
-                alerts.immediate(report.diagnosis, report.cert_status, report.must_staple),
+                report.fire_now or alerts.immediate(report.diagnosis, report.cert_status, report.must_staple),
             ),
+            report.source,
         )
     counters = [("filtered", outcomes.filtered), ("rejected", outcomes.rejected)]
     if any(c for _, c in counters):
@@ -225,7 +236,8 @@ def iso(ts: int | float | None) -> str | None:
 
 
 def _empty_counts() -> dict[str, Any]:
-    return {"total": 0, "by_status": {}, "by_cert_status": {}, "by_diagnosis": {}}
+    return {"total": 0, "by_status": {}, "by_cert_status": {}, "by_diagnosis": {},
+            "probes": {"ok": 0, "fail": 0}}
 
 
 def _add(counts: dict[str, Any], dim: str, value: str, n: int) -> None:
@@ -236,6 +248,8 @@ def _add(counts: dict[str, Any], dim: str, value: str, n: int) -> None:
         counts["by_cert_status"][value] = counts["by_cert_status"].get(value, 0) + n
     elif dim == "d":
         counts["by_diagnosis"][value] = counts["by_diagnosis"].get(value, 0) + n
+    elif dim == "p" and value in ("ok", "fail"):
+        counts["probes"][value] += n
 
 
 def _bucket_items(data: dict[bytes, bytes], base: int, unit: int) -> Iterable[tuple[int, str, str, int]]:
@@ -284,6 +298,7 @@ def _host_summary(host: str, results: list[Any], now: int, with_ports: bool) -> 
         "hostname": host,
         "first_seen": iso(int(meta["first_seen"])) if "first_seen" in meta else None,
         "last_seen": iso(int(meta["last_seen"])) if "last_seen" in meta else None,
+        "last_probe_at": iso(int(meta["last_probe_at"])) if "last_probe_at" in meta else None,
         "last_status": meta.get("last_status"),
         "last_diagnosis": meta.get("last_diagnosis"),
         "last_severity": meta.get("last_severity"),

@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 
-from collector import alerts, keys, sites, store, webhooks
+from collector import alerts, keys, probe, probes, sites, store, webhooks
 from collector.explain import explain
 
 log = logging.getLogger("collector.worker")
@@ -48,8 +48,10 @@ HEARTBEAT_EVERY = 10.0
 HEARTBEAT_TTL = 60
 MAX_BACKOFF = 6 * 3600
 
-CLAIM_RETRIES_LUA = """
--- KEYS[1] retry ZSET  KEYS[2] retry data HASH
+# Take what is due from a schedule (retries, probe targets), pushing each one a
+# lease ahead so a worker that dies holding it leaves it to be taken again.
+CLAIM_DUE_LUA = """
+-- KEYS[1] schedule ZSET (member -> due time)  KEYS[2] HASH member -> data
 -- ARGV[1] now  ARGV[2] lease  ARGV[3] most to take
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
@@ -115,7 +117,9 @@ class Worker:
         self.sites: dict[str, sites.Site] = {}
         self._groups: set[str] = set()
         self._pool = ThreadPoolExecutor(max_workers=config["WORKER_THREADS"], thread_name_prefix="deliver")
-        self._claim_retries = client.register_script(CLAIM_RETRIES_LUA)
+        self._claim_due = client.register_script(CLAIM_DUE_LUA)
+        self._probe_pool = ThreadPoolExecutor(max_workers=config["WORKER_THREADS"], thread_name_prefix="probe")
+        self._probe_client_id = store.client_hash(store.client_salt(secret_key), "probe")
 
     # --- the loop ---------------------------------------------------------------
 
@@ -140,6 +144,7 @@ class Worker:
                     busy += self.claim_stale()
                     next_claim = now + max(1.0, lease / 2)
                 busy += self.poll()
+                self.run_probes()
             except redis.exceptions.RedisError as exc:
                 log.warning("Redis error in the worker loop: %s; retrying in 2 s", exc)
                 stop.wait(2.0)
@@ -147,6 +152,7 @@ class Worker:
             if not busy:
                 stop.wait(POLL_INTERVAL)
         self._pool.shutdown(wait=True)
+        self._probe_pool.shutdown(wait=True, cancel_futures=True)
         log.info("worker %s stopped", self.name)
 
     def refresh_sites(self) -> None:
@@ -174,6 +180,50 @@ class Worker:
             log.info("sweep: %(resolved)d resolved, %(reminded)d reminders", done)
         return done
 
+    # --- probes ---------------------------------------------------------------------
+
+    def run_probes(self, wait: bool = False) -> int:
+        """Start every due probe (in the probe pool). Returns how many were started."""
+        now = int(time.time())
+        lease = self.config["PROBE_TIMEOUT"] * 2 + 30
+        futures = []
+        for site_id in list(self.sites):
+            taken = self._claim_due(keys=[keys.probes_due(site_id), keys.probes(site_id)],
+                                    args=[now, lease, READ_COUNT])
+            for i in range(0, len(taken), 2):
+                label, raw = taken[i].decode(), taken[i + 1]
+                if not raw:  # removed meanwhile
+                    self.client.zrem(keys.probes_due(site_id), label)
+                    continue
+                futures.append(self._probe_pool.submit(self._probe_one, site_id, probes.from_json(raw)))
+        if wait:
+            for future in futures:
+                future.result()
+        return len(futures)
+
+    def _probe_one(self, site_id: str, target: probes.ProbeTarget) -> str:
+        result, error = None, None
+        try:
+            result = probe.probe(target.as_probe(), timeout=self.config["PROBE_TIMEOUT"])
+        except probe.ProbeError as exc:
+            error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one broken target must not stop the worker
+            log.exception("probe of %s failed unexpectedly", target.label)
+            error = f"probe error: {type(exc).__name__}"
+        site = self.sites.get(site_id)
+        policy = alerts.effective(self.config, site.alerts if site else {})
+        retention = store.Retention(minutes=self.config["MINUTE_RETENTION"], hours=self.config["HOUR_RETENTION"],
+                                    samples=self.config["SAMPLES_PER_HOST"], dedup=self.config["DEDUP_WINDOW"])
+        try:
+            outcome = probes.record(self.client, site_id, target, result, error, int(time.time()),
+                                    client_id=self._probe_client_id, retention=retention, policy=policy,
+                                    fire_after=self.config["PROBE_FAILURES_TO_FIRE"])
+        except redis.exceptions.RedisError:
+            log.exception("could not record the probe of %s", target.label)
+            return "error"
+        log.info("probe %s (site %s): %s%s", target.label, site_id, outcome, f" ({error})" if error else "")
+        return outcome
+
     # --- reading work -------------------------------------------------------------
 
     def poll(self) -> int:
@@ -199,7 +249,7 @@ class Worker:
                         work.setdefault(site_id, []).append(event)
         now = int(time.time())
         for site_id in site_ids:
-            taken = self._claim_retries(keys=[keys.retry(site_id), keys.retry_data(site_id)],
+            taken = self._claim_due(keys=[keys.retry(site_id), keys.retry_data(site_id)],
                                         args=[now, self.config["DELIVERY_LEASE"], READ_COUNT])
             for i in range(0, len(taken), 2):
                 event = self._retry_event(site_id, taken[i].decode(), taken[i + 1])

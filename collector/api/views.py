@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
-from collector import alerts, hostnames, keys, settings, sites, store, worker
+from collector import alerts, hostnames, keys, probes, settings, sites, store, worker
 from collector.errors import error_response
 from collector.explain import explain
 
@@ -108,6 +108,7 @@ def host(site_id: str, hostname: str) -> Response:
     detail["latest_report"] = explain(latest[0]) if latest else None
     detail["incident"] = alerts.host_incident(_redis(), site_id, name)
     detail["alert_state"] = detail["incident"]["state"] if detail["incident"] else "ok"
+    detail["probes"] = probes.status(_redis(), site_id, int(time.time()), hostname=name)
     return jsonify(detail)
 
 
@@ -180,3 +181,9 @@ def incidents(site_id: str) -> Response:
 def deliveries(site_id: str) -> Response:
     limit = _int_arg("limit", 50, 1, 1000)
     return jsonify({"site": site_id, **worker.deliveries(_redis(), site_id, limit)})
+
+
+@bp.get("/sites/<site_id>/probes")
+@site_auth
+def probe_targets(site_id: str) -> Response:
+    return jsonify({"site": site_id, "probes": probes.status(_redis(), site_id, int(time.time()))})
