@@ -362,13 +362,11 @@ class Worker:
             result = webhooks.send(hook, self.body(event), event.msg_id, self.secret_key,
                                    timeout=self.config["WEBHOOK_TIMEOUT"],
                                    allow_private=self.config["WEBHOOK_ALLOW_PRIVATE"])
-            kind = classify(result.status, result.error)
+            status, latency, error = result.status, result.latency_ms, result.error
+            kind = classify(status, error)
         except webhooks.SecretUnreadable as exc:
-            result = None
-            kind, error = "permanent", str(exc)
-        status = result.status if result else None
-        latency = result.latency_ms if result else 0
-        error = result.error if result else error
+            status, latency, error = None, 0, str(exc)
+            kind = "permanent"
         first = event.first_attempt_at or now
         retry_at = None
         if kind == "retry":
@@ -486,7 +484,3 @@ def deliveries(client: redis.Redis, site_id: str, limit: int) -> dict[str, Any]:
         "deliveries": recent(client, keys.deliveries(site_id), limit),
         "dead_letters": recent(client, keys.dead(site_id), limit),
     }
-
-
-def workers_alive(client: redis.Redis) -> int:
-    return sum(1 for _ in client.scan_iter(match=keys.worker("*"), count=1000))
