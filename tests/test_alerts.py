@@ -512,3 +512,15 @@ def test_incidents_and_deliveries_need_the_sites_token(client, site, redis_clien
 def test_worker_heartbeat(worker, redis_client):
     worker.heartbeat()
     assert redis_client.ttl(keys.worker("test-worker")) > 0
+
+
+def test_a_changed_secret_key_fails_the_delivery_with_advice(client, site, ca, leaf, redis_client, receiver, app):
+    hook(redis_client, site, receiver.url)
+    worker = Worker(redis_client, app.config, b"another secret key")
+    worker.refresh_sites()
+    burst(client, site, pki.chrome_report(leaf, ca))
+    worker.poll()
+    assert receiver.requests == []
+    [entry] = api(client, site, "/deliveries").get_json()["deliveries"]
+    assert entry["outcome"] == "failed" and "SECRET_KEY changed" in entry["error"]
+    assert "site webhook" in entry["error"]
