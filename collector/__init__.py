@@ -49,12 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # client estimates stay independent.
     app.extensions["client_salt"] = store.client_salt(secret)
     app.extensions["site_cache"] = sites.SiteCache(values["SITE_CACHE_TTL"])
-    app.extensions["retention"] = store.Retention(
-        minutes=values["MINUTE_RETENTION"],
-        hours=values["HOUR_RETENTION"],
-        samples=values["SAMPLES_PER_HOST"],
-        dedup=values["DEDUP_WINDOW"],
-    )
+    app.extensions["retention"] = store.Retention.from_config(values)
 
     if values["TRUSTED_PROXIES"]:
         n = values["TRUSTED_PROXIES"]

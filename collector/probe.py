@@ -289,7 +289,7 @@ def probe(target: Target, *, ca_file: str | None = None, timeout: float = DEFAUL
         )
         result.findings = list(result.analysis.findings)
     else:
-        result.findings = [f for f in (list(decoded.errors)) if f]
+        result.findings = list(decoded.errors)
     return result
 
 

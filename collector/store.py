@@ -82,6 +82,11 @@ class Retention:
     samples: int
     dedup: int
 
+    @classmethod
+    def from_config(cls, config: Any) -> Retention:
+        return cls(minutes=config["MINUTE_RETENTION"], hours=config["HOUR_RETENTION"],
+                   samples=config["SAMPLES_PER_HOST"], dedup=config["DEDUP_WINDOW"])
+
 
 @dataclass
 class Accepted:

@@ -84,6 +84,10 @@ class Event:
                            "attempt": self.attempt + 1, "first_attempt_at": first_attempt_at})
 
 
+# Errors no retry can fix: a refused destination, a signing secret that does not decrypt.
+PERMANENT_ERRORS = ("refused:", "unreadable secret:")
+
+
 def classify(status: int | None, error: str | None) -> str:
     """delivered, gone (410), permanent (other 4xx, refused destination) or retry."""
     if status is not None:
@@ -96,7 +100,7 @@ def classify(status: int | None, error: str | None) -> str:
         if 300 <= status < 400:
             return "permanent"
         return "retry"
-    if error and error.startswith("refused:"):
+    if error and error.startswith(PERMANENT_ERRORS):
         return "permanent"
     return "retry"
 
@@ -120,6 +124,7 @@ class Worker:
         self._claim_due = client.register_script(CLAIM_DUE_LUA)
         self._probe_pool = ThreadPoolExecutor(max_workers=config["WORKER_THREADS"], thread_name_prefix="probe")
         self._probe_client_id = store.client_hash(store.client_salt(secret_key), "probe")
+        self.retention = store.Retention.from_config(config)
 
     # --- the loop ---------------------------------------------------------------
 
@@ -212,11 +217,9 @@ class Worker:
             error = f"probe error: {type(exc).__name__}"
         site = self.sites.get(site_id)
         policy = alerts.effective(self.config, site.alerts if site else {})
-        retention = store.Retention(minutes=self.config["MINUTE_RETENTION"], hours=self.config["HOUR_RETENTION"],
-                                    samples=self.config["SAMPLES_PER_HOST"], dedup=self.config["DEDUP_WINDOW"])
         try:
             outcome = probes.record(self.client, site_id, target, result, error, int(time.time()),
-                                    client_id=self._probe_client_id, retention=retention, policy=policy,
+                                    client_id=self._probe_client_id, retention=self.retention, policy=policy,
                                     fire_after=self.config["PROBE_FAILURES_TO_FIRE"])
         except redis.exceptions.RedisError:
             log.exception("could not record the probe of %s", target.label)
@@ -355,18 +358,12 @@ class Worker:
             self._finish(event, None, None)  # nothing configured: nothing to tell anyone
             return "skipped"
         if hook.disabled:
-            self._finish(event, self._log_entry(event, hook, now, "skipped", None, 0,
-                                                f"webhook disabled: {hook.disabled}"), None)
+            entry = log_entry(event.msg_id, event.type, event.incident, event.attempt, hook, now, "skipped",
+                              None, 0, f"webhook disabled: {hook.disabled}")
+            self._finish(event, entry, None)
             return "skipped"
-        try:
-            result = webhooks.send(hook, self.body(event), event.msg_id, self.secret_key,
-                                   timeout=self.config["WEBHOOK_TIMEOUT"],
-                                   allow_private=self.config["WEBHOOK_ALLOW_PRIVATE"])
-            status, latency, error = result.status, result.latency_ms, result.error
-            kind = classify(status, error)
-        except webhooks.SecretUnreadable as exc:
-            status, latency, error = None, 0, str(exc)
-            kind = "permanent"
+        status, latency, error = attempt(hook, self.body(event), event.msg_id, self.config, self.secret_key)
+        kind = classify(status, error)
         first = event.first_attempt_at or now
         retry_at = None
         if kind == "retry":
@@ -379,7 +376,8 @@ class Worker:
                    "retry": "retrying", "dead": "dead"}[kind]
         if error is None and status is not None and kind != "delivered":
             error = f"HTTP {status}"
-        entry = self._log_entry(event, hook, now, outcome, status, latency, error)
+        entry = log_entry(event.msg_id, event.type, event.incident, event.attempt, hook, now, outcome,
+                          status, latency, error)
         if retry_at:
             entry["next_attempt_at"] = store.iso(retry_at)
         if kind == "gone":
@@ -390,15 +388,6 @@ class Worker:
         log.info("delivery %s attempt %d to %s: %s%s", event.msg_id, event.attempt, hook.destination(),
                  outcome, f" ({error})" if error else "")
         return outcome
-
-    def _log_entry(self, event: Event, hook: webhooks.Webhook, now: int, outcome: str,
-                   status: int | None, latency: int, error: str | None) -> dict[str, Any]:
-        return {
-            "at": store.iso(now), "event_id": event.msg_id, "type": event.type,
-            "incident_id": str(event.incident.get("id")), "host": event.incident.get("host"),
-            "attempt": event.attempt, "destination": hook.destination(), "format": hook.format,
-            "status_code": status, "latency_ms": latency, "outcome": outcome, "error": error,
-        }
 
     def _finish(self, event: Event, entry: dict[str, Any] | None,
                 retry: tuple[int, str] | None, dead: bool = False) -> None:
@@ -425,6 +414,30 @@ class Worker:
         pipe.execute()
 
 
+def attempt(hook: webhooks.Webhook, body: dict[str, Any], msg_id: str, config: Mapping[str, Any],
+            secret_key: bytes) -> tuple[int | None, int, str | None]:
+    """One request: (status code, latency in ms, error). A secret that does not decrypt is an error."""
+    try:
+        result = webhooks.send(hook, body, msg_id, secret_key, timeout=config["WEBHOOK_TIMEOUT"],
+                               allow_private=config["WEBHOOK_ALLOW_PRIVATE"])
+    except webhooks.SecretUnreadable as exc:
+        return None, 0, f"unreadable secret: {exc}"
+    return result.status, result.latency_ms, result.error
+
+
+def log_entry(msg_id: str, kind: str, incident: Mapping[str, Any] | None, attempt_no: int,
+              hook: webhooks.Webhook, now: int, outcome: str, status: int | None, latency: int,
+              error: str | None) -> dict[str, Any]:
+    """One line of a site's delivery log."""
+    return {
+        "at": store.iso(now), "event_id": msg_id, "type": kind,
+        "incident_id": str(incident["id"]) if incident and incident.get("id") is not None else None,
+        "host": incident.get("host") if incident else None,
+        "attempt": attempt_no, "destination": hook.destination(), "format": hook.format,
+        "status_code": status, "latency_ms": latency, "outcome": outcome, "error": error,
+    }
+
+
 # --- test notifications and reads ---------------------------------------------------------
 
 
@@ -444,20 +457,12 @@ def send_test(client: redis.Redis, config: Mapping[str, Any], secret_key: bytes,
     body = webhooks.payload("test", alerts.shape_record(incident), {"id": site.id, "name": site.name},
                             config["PUBLIC_URL"], now, webhooks.generic_explanation("no_staple"))
     msg_id = f"evt_{site.id}_test_{now}_{os.urandom(4).hex()}"
-    try:
-        result = webhooks.send(hook, body, msg_id, secret_key, timeout=config["WEBHOOK_TIMEOUT"],
-                               allow_private=config["WEBHOOK_ALLOW_PRIVATE"])
-        status, latency, error = result.status, result.latency_ms, result.error
-    except webhooks.SecretUnreadable as exc:
-        status, latency, error = None, 0, str(exc)
+    status, latency, error = attempt(hook, body, msg_id, config, secret_key)
     ok = status is not None and 200 <= status < 300
     if error is None and not ok:
         error = f"HTTP {status}"
-    entry = {
-        "at": store.iso(now), "event_id": msg_id, "type": "test", "incident_id": None, "host": host,
-        "attempt": 1, "destination": hook.destination(), "format": hook.format, "status_code": status,
-        "latency_ms": latency, "outcome": "delivered" if ok else "failed", "error": error,
-    }
+    entry = log_entry(msg_id, "test", {"host": host}, 1, hook, now, "delivered" if ok else "failed",
+                      status, latency, error)
     client.xadd(keys.deliveries(site.id), {"d": json.dumps(entry)}, maxlen=keys.LOG_MAXLEN, approximate=True)
     return entry
 
