@@ -15,7 +15,7 @@ import redis
 from flask import Flask, Response, jsonify
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from collector import embedded, errors, settings, sites, store
+from collector import embedded, errors, redisconn, settings, sites, store
 
 __version__ = "0.1.0"
 
@@ -39,9 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             f"REDIS_URL is not set and no embedded Redis is running for {data_dir}: "
             "start the collector with `staple-collector serve`, or set REDIS_URL"
         )
-    timeout = values["REDIS_TIMEOUT"]
-    app.extensions["redis"] = redis.Redis.from_url(
-        url, socket_timeout=timeout, socket_connect_timeout=timeout, health_check_interval=30
+    app.extensions["redis"] = redisconn.connect(
+        url, cluster=values["REDIS_CLUSTER"] and bool(values["REDIS_URL"]), timeout=values["REDIS_TIMEOUT"]
     )
     secret = secret_key(values["SECRET_KEY"], data_dir)
     app.secret_key = secret

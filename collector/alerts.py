@@ -34,7 +34,7 @@ from typing import Any
 
 import redis
 
-from collector import keys, settings
+from collector import keys, redisconn, settings
 
 INCIDENT_HISTORY = 500
 
@@ -323,7 +323,7 @@ def sweep(client: redis.Redis, policies: Mapping[str, Policy], now: int,
     if not work:
         return done
 
-    def queue(pipe: Any) -> None:
+    def queue(pipe: Any, work: list[tuple[str, str]]) -> None:
         for site_id, host in work:
             policy = policies[site_id]
             pipe.evalsha(
@@ -335,15 +335,12 @@ def sweep(client: redis.Redis, policies: Mapping[str, Policy], now: int,
                 keys.OUTBOX_MAXLEN,
             )
 
-    pipe = client.pipeline(transaction=False)
-    queue(pipe)
-    try:
-        results = pipe.execute()
-    except redis.exceptions.NoScriptError:
-        client.script_load(SWEEP_LUA)
-        pipe = client.pipeline(transaction=False)
-        queue(pipe)
-        results = pipe.execute()
+    results: list[Any] = []
+    for conn, group in redisconn.by_node(client, sorted({site_id for site_id, _ in work})):
+        members = set(group)
+        part = [(site_id, host) for site_id, host in work if site_id in members]
+        results += redisconn.run(client, group[0], lambda pipe, _first, part=part: queue(pipe, part),
+                                 SWEEP_LUA, conn=conn)
     for result in results:
         if result == 1:
             done["resolved"] += 1
@@ -416,7 +413,7 @@ def list_incidents(client: redis.Redis, site_id: str, limit: int, state: str | N
     records = [json.loads(r) for r in raw if r]
     firing = [r for r in records if r.get("state") == "firing"]
     if firing:
-        pipe = client.pipeline(transaction=False)
+        pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
         for r in firing:
             pipe.hgetall(keys.alert_state(site_id, r["host"]))
             pipe.pfcount(keys.incident_clients(site_id, r["host"]))
@@ -434,7 +431,7 @@ def list_incidents(client: redis.Redis, site_id: str, limit: int, state: str | N
 
 def host_incident(client: redis.Redis, site_id: str, host: str) -> dict[str, Any] | None:
     """The host's current or most recent incident, or None when it never fired."""
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     pipe.hgetall(keys.alert_state(site_id, host))
     pipe.pfcount(keys.incident_clients(site_id, host))
     data, clients = pipe.execute()
@@ -450,7 +447,7 @@ def host_states(client: redis.Redis, site_id: str, hosts: list[str]) -> dict[str
     """Alert state (ok, firing, resolved) of each host, in one pipeline."""
     if not hosts:
         return {}
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     for host in hosts:
         pipe.hget(keys.alert_state(site_id, host), "st")
     return {h: (s.decode() if s else "ok") for h, s in zip(hosts, pipe.execute(), strict=True)}

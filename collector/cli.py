@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from collector import __version__, alerts, embedded, hostnames, outbound, settings, sites, webhooks
+from collector import __version__, alerts, embedded, hostnames, outbound, redisconn, settings, sites, webhooks
 from collector import inspect as inspection
 
 
@@ -40,7 +40,7 @@ def _redis(values: dict[str, Any]) -> Iterator[redis.Redis]:
     """Redis for a short command: REDIS_URL, the running embedded server, or one for now."""
     timeout = values["REDIS_TIMEOUT"]
     if values["REDIS_URL"]:
-        yield redis.Redis.from_url(values["REDIS_URL"], socket_timeout=timeout)
+        yield redisconn.connect_config(values)
         return
     data_dir = Path(values["STAPLE_DATA_DIR"]).resolve()
     try:
@@ -224,8 +224,9 @@ def _long_running_redis(values: dict[str, Any]) -> redis.Redis:
     if not url:
         _fail("no Redis: set REDIS_URL, or start `staple-collector serve` (which runs a worker itself)")
     timeout = max(values["REDIS_TIMEOUT"], 5)
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                health_check_interval=30)
+    if values["REDIS_URL"]:
+        return redisconn.connect_config(values, timeout=timeout)
+    return redisconn.connect(url, timeout=timeout)
 
 
 def _secret(values: dict[str, Any]) -> bytes:

@@ -48,7 +48,8 @@ def register(app: Flask) -> None:
         return error_response(exc.code or 500, _code_for(exc), exc.description or "", headers=headers)
 
     @app.errorhandler(redis.exceptions.RedisError)
-    def redis_error(exc: redis.exceptions.RedisError) -> Response:
+    @app.errorhandler(redis.exceptions.RedisClusterException)
+    def redis_error(exc: Exception) -> Response:
         log.warning("redis unavailable: %s", type(exc).__name__)
         return error_response(
             503, "unavailable", "Storage is unavailable; retry later.",

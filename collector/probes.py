@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from collector import alerts, hostnames, keys, probe, store
+from collector import alerts, hostnames, keys, probe, redisconn, store
 
 MIN_EVERY = 1
 MAX_EVERY = 86400
@@ -64,7 +64,7 @@ def add(client: redis.Redis, site_id: str, target: probe.Target, every: int) -> 
     if target.servername:
         target.servername = hostnames.normalise(target.servername)
     entry = ProbeTarget(target.host, target.port, target.servername, every, int(time.time()))
-    pipe = client.pipeline(transaction=True)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=True)
     pipe.hset(keys.probes(site_id), entry.label, json.dumps(asdict(entry)))
     pipe.zadd(keys.probes_due(site_id), {entry.label: 0})  # due now
     pipe.execute()
@@ -72,7 +72,7 @@ def add(client: redis.Redis, site_id: str, target: probe.Target, every: int) -> 
 
 
 def remove(client: redis.Redis, site_id: str, label: str) -> bool:
-    pipe = client.pipeline(transaction=True)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=True)
     pipe.hdel(keys.probes(site_id), label)
     pipe.zrem(keys.probes_due(site_id), label)
     pipe.delete(keys.probe_state(site_id, label))
@@ -95,7 +95,7 @@ def status(client: redis.Redis, site_id: str, now: int, hostname: str | None = N
     found = [t for t in targets(client, site_id) if hostname is None or t.hostname == hostname]
     if not found:
         return []
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     for t in found:
         pipe.hgetall(keys.probe_state(site_id, t.label))
     out = []
@@ -144,7 +144,7 @@ def record(client: redis.Redis, site_id: str, target: ProbeTarget, result: probe
     state_key = keys.probe_state(site_id, target.label)
     host = target.hostname
     if result is None:
-        pipe = client.pipeline(transaction=True)
+        pipe = redisconn.site_client(client, site_id).pipeline(transaction=True)
         pipe.hset(state_key, mapping={"last": json.dumps({"at": store.iso(now), "ok": False, "error": error}),
                                       "last_at": now})
         pipe.hincrby(state_key, "error", 1)
@@ -156,7 +156,7 @@ def record(client: redis.Redis, site_id: str, target: ProbeTarget, result: probe
     if result.ok:
         hour, day = now // 3600, now // 86400
         minute_slot, hour_slot = (now % 3600) // 60, (now % 86400) // 3600
-        pipe = client.pipeline(transaction=True)
+        pipe = redisconn.site_client(client, site_id).pipeline(transaction=True)
         pipe.hset(state_key, mapping={"last": json.dumps(summary(result)), "last_at": now, "consecutive": 0})
         pipe.hincrby(state_key, "ok", 1)
         pipe.expire(state_key, retention.hours)
@@ -190,7 +190,7 @@ def record(client: redis.Redis, site_id: str, target: ProbeTarget, result: probe
         fire_now=consecutive >= fire_after,
     )
     store.write(client, site_id, store.Outcomes(accepted=[accepted]), client_id, now, retention, policy)
-    pipe = client.pipeline(transaction=True)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=True)
     pipe.hset(state_key, mapping={"last": json.dumps(summary(result)), "last_at": now})
     pipe.hincrby(state_key, "fail", 1)
     pipe.expire(state_key, retention.hours)

@@ -132,6 +132,13 @@ SETTINGS: tuple[Setting, ...] = (
         "redis-server under the data dir.",
     ),
     Setting(
+        "REDIS_CLUSTER",
+        "false",
+        parse_bool,
+        "true: REDIS_URL names any node of a Redis Cluster and the collector uses "
+        "redis-py's RedisCluster (every key of a site shares one hash slot).",
+    ),
+    Setting(
         "PUBLIC_URL",
         "http://127.0.0.1:8000",
         _http_url,

@@ -18,7 +18,7 @@ from typing import Any
 
 import redis
 
-from collector import alerts, keys
+from collector import alerts, keys, redisconn
 
 INGEST_LUA = alerts.INGEST_ALERT_LUA + """
 -- One accepted report, all writes at once. All KEYS share the site's hash tag.
@@ -146,18 +146,12 @@ def write(
     Returns, per accepted report, 1 when its sample was stored and 0 when it
     was a recent duplicate.
     """
-    pipe = client.pipeline(transaction=False)
-    _queue(pipe, site_id, outcomes, client_id, now, retention, policy)
-    try:
-        results = pipe.execute(raise_on_error=True)
-    except redis.exceptions.NoScriptError:
-        # A fresh or restarted Redis does not know the script yet: every script
-        # call failed and the plain counters went through. Load it and redo the
-        # script calls only. Rare (once per Redis start).
-        client.script_load(INGEST_LUA)
-        pipe = client.pipeline(transaction=False)
-        _queue(pipe, site_id, Outcomes(accepted=outcomes.accepted), client_id, now, retention, policy)
-        results = pipe.execute(raise_on_error=True)
+    def queue(pipe: Any, first: bool) -> None:
+        # On a retry after loading the script, the plain counters already went through.
+        todo = outcomes if first else Outcomes(accepted=outcomes.accepted)
+        _queue(pipe, site_id, todo, client_id, now, retention, policy)
+
+    results = redisconn.run(client, site_id, queue, INGEST_LUA)
     return [int(r) for r in results[: len(outcomes.accepted)]]
 
 
@@ -331,7 +325,7 @@ def list_hosts(client: redis.Redis, site_id: str, now: int, limit: int, offset: 
         h.decode()
         for h in client.zrevrange(keys.hosts(site_id), offset, offset + limit - 1)
     ]
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     for host in names:
         _queue_host_reads(pipe, site_id, host, now)
     results = pipe.execute()
@@ -345,7 +339,7 @@ def list_hosts(client: redis.Redis, site_id: str, now: int, limit: int, offset: 
 
 
 def host_detail(client: redis.Redis, site_id: str, host: str, now: int) -> dict[str, Any] | None:
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     _queue_host_reads(pipe, site_id, host, now)
     return _host_summary(host, pipe.execute(), now, with_ports=True)
 
@@ -365,7 +359,7 @@ def series(
     points = {t: _empty_counts() for t in range(first, last + 1, step_s)}
     container = 3600 if unit == 60 else 86400
     containers = range(first // container, last // container + 1)
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     for c in containers:
         if unit == 60:
             pipe.hgetall(keys.minute_bucket(site_id, host, c))
@@ -390,7 +384,7 @@ def recent_samples(client: redis.Redis, site_id: str, host: str, limit: int) -> 
 
 
 def site_stats(client: redis.Redis, site_id: str, now: int) -> dict[str, Any]:
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     pipe.hgetall(keys.stats(site_id))
     pipe.hgetall(keys.stats_day(site_id, _day(now)))
     totals, today = pipe.execute()

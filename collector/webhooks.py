@@ -29,7 +29,7 @@ import redis
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from collector import diagnosis, keys, outbound
+from collector import diagnosis, keys, outbound, redisconn
 
 FORMATS = ("json", "slack", "discord")
 SECRET_PREFIX = "whsec_"
@@ -142,7 +142,7 @@ def remove(client: redis.Redis, site_id: str) -> None:
 def disable(client: redis.Redis, site_id: str, url: str, reason: str) -> None:
     """Disable the webhook, unless it was changed meanwhile (compare-and-set on the URL)."""
     key = keys.site(site_id)
-    with client.pipeline(transaction=True) as pipe:
+    with redisconn.site_client(client, site_id).pipeline(transaction=True) as pipe:
         try:
             pipe.watch(key)
             current = pipe.hget(key, "webhook_url")

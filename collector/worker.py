@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 
-from collector import alerts, keys, probe, probes, sites, store, webhooks
+from collector import alerts, keys, probe, probes, redisconn, sites, store, webhooks
 from collector.explain import explain
 
 log = logging.getLogger("collector.worker")
@@ -306,7 +306,7 @@ class Worker:
                          from_retry=True)
         except (KeyError, ValueError, TypeError):
             log.error("dropping malformed retry %s of site %s", entry_id, site_id)
-            pipe = self.client.pipeline(transaction=True)
+            pipe = redisconn.site_client(self.client, site_id).pipeline(transaction=True)
             pipe.zrem(keys.retry(site_id), entry_id)
             pipe.hdel(keys.retry_data(site_id), entry_id)
             pipe.execute()
@@ -393,7 +393,7 @@ class Worker:
                 retry: tuple[int, str] | None, dead: bool = False) -> None:
         """Acknowledge, log, and schedule a retry or bury the event: one transaction."""
         site_id = event.site_id
-        pipe = self.client.pipeline(transaction=True)
+        pipe = redisconn.site_client(self.client, site_id).pipeline(transaction=True)
         if event.from_retry:
             pipe.zrem(keys.retry(site_id), event.entry_id)
             pipe.hdel(keys.retry_data(site_id), event.entry_id)
@@ -473,7 +473,7 @@ def recent(client: redis.Redis, key: str, limit: int) -> list[dict[str, Any]]:
 
 def deliveries(client: redis.Redis, site_id: str, limit: int) -> dict[str, Any]:
     hook = webhooks.get(client, site_id)
-    pipe = client.pipeline(transaction=False)
+    pipe = redisconn.site_client(client, site_id).pipeline(transaction=False)
     pipe.xlen(keys.outbox(site_id))
     pipe.zcard(keys.retry(site_id))
     pending_outbox, retrying = pipe.execute()

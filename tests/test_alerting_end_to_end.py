@@ -10,10 +10,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import pytest
 import requests
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from collector import keys, sites, webhooks
+from collector import create_app, keys, sites, webhooks
 from tests import pki
 from tests.receiver import Answer, Receiver
 from tests.test_serve import CLI, Serve, _env, data_dir  # noqa: F401 (fixture)
@@ -91,16 +92,10 @@ def test_serve_runs_a_worker_that_fires_once_and_resolves(data_dir):  # noqa: F8
     assert "alert worker  pid" in output
 
 
-def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path):
-    from tests.conftest import start_redis_server
-
-    process, port = start_redis_server(tmp_path)
-    redis_url = f"redis://127.0.0.1:{port}/0"
-    import redis
-
-    from collector import create_app
-
-    client = redis.Redis.from_url(redis_url)
+@pytest.mark.parametrize("backend", ["single", "cluster"])
+def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path, redis_url: str, redis_client):
+    # On the cluster, the worker processes get REDIS_CLUSTER=true from the environment.
+    client = redis_client
     # The first delivery hangs long enough for us to kill the worker in the middle of it.
     receiver = Receiver([Answer(200, delay=5)])
     env = _env(REDIS_URL=redis_url, SECRET_KEY=SECRET, WEBHOOK_ALLOW_PRIVATE="true",
@@ -109,7 +104,7 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path):
     try:
         site = sites.create(client, "Shop", [])
         webhooks.configure(client, site.site.id, receiver.url, "json", SECRET.encode())
-        app = create_app({"REDIS_URL": redis_url, "SECRET_KEY": SECRET})
+        app = create_app({"REDIS_URL": redis_url, "SECRET_KEY": SECRET, "STAPLE_DATA_DIR": str(tmp_path)})
         workers.append(subprocess.Popen([CLI, "worker"], env=env, stderr=subprocess.PIPE, text=True))
         ca = pki.make_ca()
         report = pki.chrome_report(pki.make_leaf(ca, "www.shop.example"), ca)
@@ -136,8 +131,6 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path):
                 w.send_signal(signal.SIGTERM)
                 w.wait(15)
         receiver.close()
-        process.terminate()
-        process.wait(10)
     assert workers[1].returncode == 0  # SIGTERM stops the worker cleanly
 
 

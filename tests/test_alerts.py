@@ -8,14 +8,16 @@ import threading
 import time
 
 import pytest
-import redis
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from collector import alerts, create_app, keys, outbound, sites, webhooks
+from collector import alerts, create_app, keys, outbound, redisconn, sites, webhooks
 from collector.worker import Worker, backoff, classify, send_test
 from tests import pki
-from tests.conftest import api, post
+from tests.conftest import api, on_both_backends, post
 from tests.receiver import Answer, Receiver
+
+# Every test here runs on a single Redis and on a three-master Redis Cluster.
+backend = pytest.fixture(params=["single", "cluster"])(on_both_backends)
 
 SECRET = "test-secret"
 CONFIG = {
@@ -218,11 +220,11 @@ def test_a_reminder_goes_out_once_per_interval_while_firing(client, site, ca, le
     assert [t for t, _ in outbox(redis_client, site)] == ["incident.firing", "incident.reminder"]
 
 
-def test_concurrent_sweeps_resolve_once(client, site, ca, leaf, redis_client, redis_url, app):
+def test_concurrent_sweeps_resolve_once(client, site, ca, leaf, redis_client, redis_url, redis_cluster, app):
     for i in range(5):
         burst(client, site, pki.chrome_report(leaf, ca, hostname=f"h{i}.example.com"))
     later = int(time.time()) + 3600
-    workers = [Worker(redis.Redis.from_url(redis_url), app.config,
+    workers = [Worker(redisconn.connect(redis_url, cluster=redis_cluster), app.config,
                       SECRET.encode()) for _ in range(4)]
     for w in workers:
         w.refresh_sites()

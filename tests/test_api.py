@@ -8,7 +8,10 @@ import pytest
 
 from collector import sites
 from tests import pki
-from tests.conftest import api, assert_error_shape, post
+from tests.conftest import api, assert_error_shape, on_both_backends, post
+
+# Every test here runs on a single Redis and on a three-master Redis Cluster.
+backend = pytest.fixture(params=["single", "cluster"])(on_both_backends)
 
 
 @pytest.fixture
