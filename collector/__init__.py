@@ -49,6 +49,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["client_salt"] = store.client_salt(secret)
     app.extensions["site_cache"] = sites.SiteCache(values["SITE_CACHE_TTL"])
     app.extensions["retention"] = store.Retention.from_config(values)
+    app.extensions["limits"] = store.Limits.from_config(values)
 
     if values["TRUSTED_PROXIES"]:
         n = values["TRUSTED_PROXIES"]

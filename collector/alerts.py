@@ -323,24 +323,22 @@ def sweep(client: redis.Redis, policies: Mapping[str, Policy], now: int,
     if not work:
         return done
 
-    def queue(pipe: Any, work: list[tuple[str, str]]) -> None:
-        for site_id, host in work:
-            policy = policies[site_id]
-            pipe.evalsha(
-                SWEEP_SHA, 6,
-                keys.alert_state(site_id, host), keys.incident_clients(site_id, host),
-                keys.firing(site_id), keys.outbox(site_id), keys.incidents(site_id),
-                keys.incident_records(site_id),
-                now, host, policy.resolve_after, policy.repeat, site_id, INCIDENT_HISTORY,
-                keys.OUTBOX_MAXLEN,
-            )
+    def command(site_id: str, host: str) -> redisconn.Command:
+        policy = policies[site_id]
+        return ("evalsha", (
+            SWEEP_SHA, 6,
+            keys.alert_state(site_id, host), keys.incident_clients(site_id, host),
+            keys.firing(site_id), keys.outbox(site_id), keys.incidents(site_id),
+            keys.incident_records(site_id),
+            now, host, policy.resolve_after, policy.repeat, site_id, INCIDENT_HISTORY,
+            keys.OUTBOX_MAXLEN,
+        ))
 
     results: list[Any] = []
     for conn, group in redisconn.by_node(client, sorted({site_id for site_id, _ in work})):
         members = set(group)
-        part = [(site_id, host) for site_id, host in work if site_id in members]
-        results += redisconn.run(client, group[0], lambda pipe, _first, part=part: queue(pipe, part),
-                                 SWEEP_LUA, conn=conn)
+        commands = [command(site_id, host) for site_id, host in work if site_id in members]
+        results += redisconn.run(client, None, commands, SWEEP_LUA, conn=conn)
     for result in results:
         if result == 1:
             done["resolved"] += 1

@@ -67,6 +67,10 @@ es:{S}:retry:data                           HASH    none; outbox entry id -> JSO
                                                     attempt count
 es:{S}:deliveries                           STREAM  MAXLEN ~ 1000; delivery log (attempts)
 es:{S}:dead                                 STREAM  MAXLEN ~ 1000; dead letters
+es:{S}:rl:c:<client-hash>:<window>         STRING  RATE_LIMIT_WINDOW; reports from one client
+                                                    in one fixed window (client rate limit)
+es:{S}:rl:s:<window>                        STRING  RATE_LIMIT_WINDOW; accepted reports of the
+                                                    site in one window (site rate limit)
 es:worker:<name>                            STRING  60s; a worker's heartbeat
 es:{S}:probes                               HASH    none; probe target ``host:port`` -> JSON
                                                     (host, port, servername, every, added_at)
@@ -206,6 +210,14 @@ def deliveries(site_id: str) -> str:
 
 def dead(site_id: str) -> str:
     return f"{_site(site_id)}:dead"
+
+
+def rate_client(site_id: str, client_hash: str, window: int) -> str:
+    return f"{_site(site_id)}:rl:c:{client_hash}:{window}"
+
+
+def rate_site(site_id: str, window: int) -> str:
+    return f"{_site(site_id)}:rl:s:{window}"
 
 
 def worker(name: str) -> str:

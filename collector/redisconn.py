@@ -8,7 +8,6 @@ slots; pipelines without a transaction may (redis-py splits them per node).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -67,32 +66,53 @@ def by_node(client: Any, site_ids: list[str]) -> list[tuple[Any, list[str]]]:
     return list(groups.values())
 
 
-def run(client: Any, site_id: str | None, queue: Callable[[Any, bool], None], *scripts: str,
-        transaction: bool = False, conn: Any = None) -> list[Any]:
-    """Queue commands on the site's connection and execute them as one round trip.
+Command = tuple[str, tuple[Any, ...]]
 
-    ``queue(pipe, first)`` adds the commands. When Redis does not know a script
-    yet (a fresh or restarted server) the commands around the scripts went
-    through: the scripts are loaded and ``queue`` is called again with
-    ``first=False`` to redo the script calls only. When a cluster slot moved
-    (resharding), the slot map is refreshed and everything is sent again.
+
+def run(client: Any, site_id: str | None, commands: list[Command], *scripts: str,
+        conn: Any = None) -> list[Any]:
+    """Send ``commands`` (method name, arguments) on the site's connection as one pipeline.
+
+    One round trip in the normal case. A command that failed because Redis does
+    not know its script yet (a fresh or restarted server) is sent again after
+    loading ``scripts``; one that failed because its cluster slot moved
+    (resharding) is sent again after refreshing the slot map. Only the failed
+    commands are repeated, so nothing is counted twice. Any other error raises.
     """
     target = conn if conn is not None else site_client(client, site_id or "")
-    first = True
-    for _ in range(3):
-        pipe = target.pipeline(transaction=transaction)
-        queue(pipe, first)
-        try:
-            return list(pipe.execute())
-        except redis.exceptions.NoScriptError:
-            for script in scripts:
-                target.script_load(script)
-            first = False
-        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+    results: list[Any] = [None] * len(commands)
+    todo = list(range(len(commands)))
+    for attempt in range(3):
+        pipe = target.pipeline(transaction=False)
+        for index in todo:
+            name, args = commands[index]
+            getattr(pipe, name)(*args)
+        answers = pipe.execute(raise_on_error=False)
+        again: list[int] = []
+        missing_script = moved = False
+        for index, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, redis.exceptions.NoScriptError):
+                missing_script = True
+                again.append(index)
+            elif isinstance(answer, (redis.exceptions.MovedError, redis.exceptions.AskError)):
+                moved = True
+                again.append(index)
+            elif isinstance(answer, Exception):
+                raise answer
+            else:
+                results[index] = answer
+        if not again:
+            return results
+        if attempt == 2:
+            break
+        if moved:
             if not isinstance(client, RedisCluster) or site_id is None:
-                raise
+                break
             client.nodes_manager.initialize()
             target = site_client(client, site_id)
-    pipe = target.pipeline(transaction=transaction)
-    queue(pipe, first)
-    return list(pipe.execute())
+        if missing_script:
+            for script in scripts:
+                target.script_load(script)
+        todo = again
+    pending = [a for a in answers if isinstance(a, Exception)]
+    raise pending[0]

@@ -190,6 +190,35 @@ SETTINGS: tuple[Setting, ...] = (
         "sample (still counted every time). 0 disables.",
     ),
     Setting(
+        "RATE_LIMIT_CLIENT",
+        "120",
+        _int_in(0, 10_000_000),
+        "Reports one client address may send to one site per RATE_LIMIT_WINDOW (malformed "
+        "and filtered ones included); past it, 429 with Retry-After. 0 disables.",
+    ),
+    Setting(
+        "RATE_LIMIT_SITE",
+        "6000",
+        _int_in(0, 100_000_000),
+        "Reports one site may accept per RATE_LIMIT_WINDOW, from all clients together; past "
+        "it, 429 with Retry-After. 0 disables.",
+    ),
+    Setting(
+        "RATE_LIMIT_WINDOW",
+        "1m",
+        _duration_in(1, 3600),
+        "Length of the fixed windows the rate limits count in (kept in Redis, so the limits "
+        "hold across web workers and hosts).",
+    ),
+    Setting(
+        "MAX_HOSTS_PER_SITE",
+        "5000",
+        _int_in(0, 10_000_000),
+        "Distinct hostnames a site tracks at once; reports for a new hostname past it get 422 "
+        "(counted as rejected: too_many_hosts) until idle hosts age out of HOUR_RETENTION. "
+        "0 disables.",
+    ),
+    Setting(
         "SITE_CACHE_TTL",
         "10s",
         _duration_in(0, 3600),

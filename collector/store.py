@@ -20,6 +20,22 @@ import redis
 
 from collector import alerts, keys, redisconn
 
+# Shared by the ingest and counting scripts: fixed-window counters, and a
+# refusal that only counts its reason (KEYS[2] stats, KEYS[3] stats of the day
+# in both scripts; each defines ``stats_ttl`` first).
+LIMIT_CHECK = """
+local function over(key, n, limit, window)
+  local used = redis.call('INCRBY', key, n)
+  if used == n then redis.call('EXPIRE', key, window) end
+  return used > tonumber(limit)
+end
+local function refuse(reason, n)
+  redis.call('HINCRBY', KEYS[2], 'rejected:' .. reason, n)
+  redis.call('HINCRBY', KEYS[3], 'rejected:' .. reason, n)
+  redis.call('EXPIRE', KEYS[3], stats_ttl)
+end
+"""
+
 INGEST_LUA = alerts.INGEST_ALERT_LUA + """
 -- One accepted report, all writes at once. All KEYS share the site's hash tag.
 -- KEYS[1] hosts index ZSET     KEYS[2] stats HASH        KEYS[3] stats of the day HASH
@@ -35,9 +51,31 @@ INGEST_LUA = alerts.INGEST_ALERT_LUA + """
 -- ARGV[17] diagnosis code      ARGV[18] severity         ARGV[19] must-staple '1', '0' or ''
 -- ARGV[20..27] alert policy (collector.alerts.ingest_args)
 -- ARGV[28] source: 'report' (browsers, other collectors' clients) or 'probe' (our prober)
--- Returns 1 when the sample was stored, 0 when it was a recent duplicate.
+-- KEYS[20] client rate-limit counter   KEYS[21] site rate-limit counter
+-- ARGV[29] client limit (0 = off)      ARGV[30] site limit (0 = off)
+-- ARGV[31] limit window (s)            ARGV[32] distinct hostnames cap (0 = off)
+-- Returns 1 when the sample was stored, 0 when it was a recent duplicate,
+-- -1 when over the client rate limit, -2 over the site rate limit, -3 when the
+-- host would be one distinct hostname too many. Refused reports only count
+-- their reason.
+local stats_ttl = ARGV[15]
+""" + LIMIT_CHECK + """
 local now = tonumber(ARGV[1])
 local retention = tonumber(ARGV[16])
+if ARGV[29] ~= '0' and over(KEYS[20], 1, ARGV[29], ARGV[31]) then
+  refuse('rate_limited', 1)
+  return -1
+end
+if ARGV[30] ~= '0' and over(KEYS[21], 1, ARGV[30], ARGV[31]) then
+  refuse('rate_limited', 1)
+  return -2
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - retention))
+if ARGV[32] ~= '0' and not redis.call('ZSCORE', KEYS[1], ARGV[2])
+    and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[32]) then
+  refuse('too_many_hosts', 1)
+  return -3
+end
 local function bucket(key, slot, ttl)
   redis.call('HINCRBY', key, slot .. '|s:' .. ARGV[5], 1)
   if ARGV[6] ~= '' then redis.call('HINCRBY', key, slot .. '|c:' .. ARGV[6], 1) end
@@ -59,7 +97,6 @@ redis.call('HINCRBY', KEYS[4], 'total', 1)
 redis.call('HINCRBY', KEYS[4], 'port:' .. ARGV[7], 1)
 redis.call('EXPIRE', KEYS[4], retention)
 redis.call('ZADD', KEYS[1], now, ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - retention))
 redis.call('EXPIRE', KEYS[1], retention)
 redis.call('HINCRBY', KEYS[2], 'accepted', 1)
 redis.call('HINCRBY', KEYS[3], 'accepted', 1)
@@ -74,6 +111,27 @@ return 0
 """
 INGEST_SHA = hashlib.sha1(INGEST_LUA.encode()).hexdigest()
 
+COUNT_LUA = """
+-- Filtered and rejected reports of one request: counted, after the client's
+-- rate limit (they cost parsing too). Returns 0, or -1 when over the limit.
+-- KEYS[1] client rate-limit counter  KEYS[2] stats HASH  KEYS[3] stats of the day
+-- ARGV[1] stats-day TTL  ARGV[2] client limit (0 = off)  ARGV[3] window (s)
+-- ARGV[4] reports in the request  ARGV[5..] field, count pairs
+local stats_ttl = ARGV[1]
+""" + LIMIT_CHECK + """
+if ARGV[2] ~= '0' and over(KEYS[1], tonumber(ARGV[4]), ARGV[2], ARGV[3]) then
+  refuse('rate_limited', tonumber(ARGV[4]))
+  return -1
+end
+for i = 5, #ARGV, 2 do
+  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  redis.call('HINCRBY', KEYS[3], ARGV[i], ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[3], stats_ttl)
+return 0
+"""
+COUNT_SHA = hashlib.sha1(COUNT_LUA.encode()).hexdigest()
+
 
 @dataclass(frozen=True)
 class Retention:
@@ -86,6 +144,31 @@ class Retention:
     def from_config(cls, config: Any) -> Retention:
         return cls(minutes=config["MINUTE_RETENTION"], hours=config["HOUR_RETENTION"],
                    samples=config["SAMPLES_PER_HOST"], dedup=config["DEDUP_WINDOW"])
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Protection of the report endpoint; 0 switches a limit off."""
+
+    client: int = 0  # reports per window from one client address, per site
+    site: int = 0  # accepted reports per window, per site
+    window: int = 60
+    max_hosts: int = 0  # distinct hostnames a site tracks at once
+
+    @classmethod
+    def from_config(cls, config: Any) -> Limits:
+        return cls(client=config["RATE_LIMIT_CLIENT"], site=config["RATE_LIMIT_SITE"],
+                   window=config["RATE_LIMIT_WINDOW"], max_hosts=config["MAX_HOSTS_PER_SITE"])
+
+    def retry_after(self, now: int) -> int:
+        """Seconds until the current window ends."""
+        return self.window - now % self.window
+
+
+NO_LIMITS = Limits()
+
+# What the ingest script answers per report (besides 1 stored, 0 duplicate).
+RATE_LIMITED_CLIENT, RATE_LIMITED_SITE, TOO_MANY_HOSTS = -1, -2, -3
 
 
 @dataclass
@@ -140,34 +223,35 @@ def write(
     now: int,
     retention: Retention,
     policy: alerts.Policy,
+    limits: Limits = NO_LIMITS,
 ) -> list[int]:
     """Store everything one request produced in a single round trip.
 
-    Returns, per accepted report, 1 when its sample was stored and 0 when it
-    was a recent duplicate.
+    Returns one code per accepted report (1 sample stored, 0 recent duplicate,
+    or ``RATE_LIMITED_CLIENT``, ``RATE_LIMITED_SITE``, ``TOO_MANY_HOSTS``: not
+    stored, counted as rejected), then, when the request also had filtered or
+    rejected reports, 0 or ``RATE_LIMITED_CLIENT`` for those.
     """
-    def queue(pipe: Any, first: bool) -> None:
-        # On a retry after loading the script, the plain counters already went through.
-        todo = outcomes if first else Outcomes(accepted=outcomes.accepted)
-        _queue(pipe, site_id, todo, client_id, now, retention, policy)
-
-    results = redisconn.run(client, site_id, queue, INGEST_LUA)
-    return [int(r) for r in results[: len(outcomes.accepted)]]
+    commands = _commands(site_id, outcomes, client_id, now, retention, policy, limits)
+    return [int(r) for r in redisconn.run(client, site_id, commands, INGEST_LUA, COUNT_LUA)]
 
 
-def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int,
-           retention: Retention, policy: alerts.Policy) -> None:
+def _commands(site_id: str, outcomes: Outcomes, client_id: str, now: int, retention: Retention,
+              policy: alerts.Policy, limits: Limits) -> list[redisconn.Command]:
     epoch_hour, epoch_day = now // 3600, now // 86400
     day = _day(now)
+    window = now // limits.window
+    client_limit_key = keys.rate_client(site_id, client_id, window)
+    commands: list[redisconn.Command] = []
     for report in outcomes.accepted:
         host = report.host
         sample_json = json.dumps(report.sample, separators=(",", ":"))
         digest = hashlib.sha256(
             f"{client_id}|{_dedup_basis(report.sample)}".encode()
         ).hexdigest()[:32]
-        pipe.evalsha(
+        commands.append(("evalsha", (
             INGEST_SHA,
-            19,
+            21,
             keys.hosts(site_id),
             keys.stats(site_id),
             keys.stats_day(site_id, day),
@@ -179,6 +263,8 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
             keys.samples(site_id, host),
             keys.dedup(site_id, digest),
             *alerts.ingest_keys(site_id, host),
+            client_limit_key,
+            keys.rate_site(site_id, window),
             now,
             host,
             (now % 3600) // 60,
@@ -203,15 +289,20 @@ def _queue(pipe: Any, site_id: str, outcomes: Outcomes, client_id: str, now: int
                 report.fire_now or alerts.immediate(report.diagnosis, report.cert_status, report.must_staple),
             ),
             report.source,
-        )
-    counters = [("filtered", outcomes.filtered), ("rejected", outcomes.rejected)]
-    if any(c for _, c in counters):
-        day_key = keys.stats_day(site_id, day)
-        for kind, reasons in counters:
-            for reason, n in reasons.items():
-                pipe.hincrby(keys.stats(site_id), f"{kind}:{reason}", n)
-                pipe.hincrby(day_key, f"{kind}:{reason}", n)
-        pipe.expire(day_key, keys.STATS_DAY_TTL)
+            *((limits.client, limits.site) if report.source == "report" else (0, 0)),
+            limits.window,
+            limits.max_hosts,
+        )))
+    counts = [(f"{kind}:{reason}", n)
+              for kind, reasons in (("filtered", outcomes.filtered), ("rejected", outcomes.rejected))
+              for reason, n in reasons.items()]
+    if counts:
+        commands.append(("evalsha", (
+            COUNT_SHA, 3, client_limit_key, keys.stats(site_id), keys.stats_day(site_id, day),
+            keys.STATS_DAY_TTL, limits.client, limits.window, sum(n for _, n in counts),
+            *(x for pair in counts for x in pair),
+        )))
+    return commands
 
 
 # When a report was sent, by which agent, and what we derived from it (a stale

@@ -63,7 +63,9 @@ def report(site_id: str, mode: str | None = None) -> Response:
         extracted = parse.extract(parse.parse_json(body), kind, config["MAX_BATCH_REPORTS"])
     except parse.Rejection as rejection:
         outcomes.add("rejected", rejection.code, rejection.count)
-        _write(site, outcomes)
+        now = int(time.time())
+        if store.RATE_LIMITED_CLIENT in _write(site, outcomes, now):
+            return _cors(_rate_limited(now))
         return _cors(
             error_response(rejection.status, rejection.code, rejection.message, rejection.fields)
         )
@@ -111,25 +113,44 @@ def report(site_id: str, mode: str | None = None) -> Response:
         )
     for reason in extracted.ignored:
         outcomes.add("rejected", reason)
-    _write(site, outcomes, now)
+    codes = _write(site, outcomes, now)
 
-    if not outcomes.accepted and not outcomes.filtered:
+    stored = any(code >= 0 for code in codes[: len(outcomes.accepted)])
+    if not stored:
+        if store.RATE_LIMITED_CLIENT in codes or store.RATE_LIMITED_SITE in codes:
+            return _cors(_rate_limited(now))
+        if store.TOO_MANY_HOSTS in codes:
+            cap = current_app.config["MAX_HOSTS_PER_SITE"]
+            return _cors(error_response(
+                422, "too_many_hosts",
+                f"This site already tracks {cap} hostnames; reports for new hostnames are refused "
+                "until hosts without reports age out.",
+            ))
+    if not stored and not outcomes.filtered:
         fields = errors["0"] if not extracted.batch else errors
         return _cors(error_response(400, "invalid_report", "The report is not valid.", fields))
     response = Response(status=200, mimetype="text/plain")
-    response.headers["X-Report-Outcome"] = "accepted" if outcomes.accepted else "filtered"
+    response.headers["X-Report-Outcome"] = "accepted" if stored else "filtered"
     return _cors(response)
 
 
-def _write(site: Site, outcomes: store.Outcomes, now: int | None = None) -> None:
+def _rate_limited(now: int) -> Response:
+    retry_after = current_app.extensions["limits"].retry_after(now)
+    return error_response(
+        429, "rate_limited", "Too many reports; retry later.", headers={"Retry-After": str(retry_after)}
+    )
+
+
+def _write(site: Site, outcomes: store.Outcomes, now: int) -> list[int]:
     ext = current_app.extensions
     address = request.remote_addr or "unknown"
-    store.write(
+    return store.write(
         ext["redis"],
         site.id,
         outcomes,
         store.client_hash(ext["client_salt"], address),
-        now or int(time.time()),
+        now,
         ext["retention"],
         alerts.effective(current_app.config, site.alerts),
+        ext["limits"],
     )
