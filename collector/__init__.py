@@ -5,17 +5,17 @@
 
 from __future__ import annotations
 
-import logging
+import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import redis
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from collector import embedded, errors, redisconn, settings, sites, store
+from collector import embedded, errors, logs, redisconn, settings, sites, store
 
 __version__ = "0.1.0"
 
@@ -28,9 +28,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     app = Flask(__name__)
     app.config.update(values)
-    logging.basicConfig(
-        level=values["LOG_LEVEL"], format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.setup(values["LOG_LEVEL"])
 
     data_dir = Path(values["STAPLE_DATA_DIR"]).resolve()
     url = values["REDIS_URL"] or embedded.running_url(data_dir)
@@ -56,6 +54,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     errors.register(app)
+    # Imported here, not at the top: prometheus_client picks its storage when
+    # first imported, and gunicorn's configuration sets PROMETHEUS_MULTIPROC_DIR
+    # after importing this package (collector.metrics).
+    from collector import metrics
     from collector.api.views import bp as api_bp
     from collector.ingest.views import bp as ingest_bp
 
@@ -65,6 +67,19 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok"})
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        expected = values["METRICS_TOKEN"]
+        if expected:
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+                return errors.error_response(
+                    401, "unauthorized", "Metrics need the METRICS_TOKEN as a bearer token.",
+                    headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+                )
+        body, content_type = metrics.render(app.extensions["redis"])
+        return Response(body, content_type=content_type)
 
     @app.get("/readyz")
     def readyz() -> Response:

@@ -54,6 +54,13 @@ def _redis(values: dict[str, Any]) -> Iterator[redis.Redis]:
 # --- serve -------------------------------------------------------------------
 
 
+GUNICORN_SETTINGS = (
+    "workers", "threads", "worker_class", "timeout", "graceful_timeout", "keepalive",
+    "limit_request_line", "limit_request_fields", "control_socket_disable", "accesslog",
+    "logconfig_dict", "child_exit",
+)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     values = _load_settings(args)
     from gunicorn.app.base import BaseApplication
@@ -84,6 +91,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 f"on {server.url.rsplit('@', 1)[-1]}"
             )
         collector.secret_key(values["SECRET_KEY"], data_dir)
+        # Metrics of the web workers and of the alert worker, added up by /metrics.
+        os.environ.setdefault(settings.METRICS_DIR_ENV, str(data_dir / "metrics"))
+        from collector import gunicorn_conf
+
+        gunicorn_conf.on_starting(None)
         try:
             collector.create_app()  # fail here, once, rather than in every worker
         except settings.SettingsError as exc:
@@ -91,17 +103,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
         class Server(BaseApplication):  # type: ignore[misc]
             def load_config(self) -> None:
+                # The Procfile's configuration (collector.gunicorn_conf), with our bind.
+                for name in GUNICORN_SETTINGS:
+                    if name in self.cfg.settings:
+                        self.cfg.set(name, getattr(gunicorn_conf, name))
                 self.cfg.set("bind", [args.bind])
-                self.cfg.set("workers", values["WEB_CONCURRENCY"])
-                self.cfg.set("threads", values["WEB_THREADS"])
-                self.cfg.set("worker_class", "gthread")
-                self.cfg.set("timeout", 30)
-                self.cfg.set("graceful_timeout", 10)
-                self.cfg.set("keepalive", 5)
-                if "control_socket_disable" in self.cfg.settings:
-                    # gunicorn 25.1+ opens a control socket under $HOME shared by every
-                    # instance; one collector per data dir has no use for it.
-                    self.cfg.set("control_socket_disable", True)
 
             def load(self) -> Any:
                 return collector.create_app()
@@ -236,13 +242,18 @@ def _secret(values: dict[str, Any]) -> bytes:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    import logging
-
-    from collector.worker import Worker
+    from collector import logs
 
     values = _load_settings(args)
-    logging.basicConfig(level=values["LOG_LEVEL"],
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(values["LOG_LEVEL"])
+    if values["WORKER_METRICS_PORT"]:
+        from prometheus_client import start_http_server
+
+        from collector import metrics
+
+        start_http_server(values["WORKER_METRICS_PORT"], registry=metrics.registry(None, redis_state=False))
+    from collector.worker import Worker
+
     client = _long_running_redis(values)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -50,7 +50,10 @@ def register(app: Flask) -> None:
     @app.errorhandler(redis.exceptions.RedisError)
     @app.errorhandler(redis.exceptions.RedisClusterException)
     def redis_error(exc: Exception) -> Response:
-        log.warning("redis unavailable: %s", type(exc).__name__)
+        log.warning("redis unavailable", extra={"event": "redis_error", "error": type(exc).__name__})
+        from collector import metrics  # not at import: see collector.metrics
+
+        metrics.REDIS_ERRORS.labels("web").inc()
         return error_response(
             503, "unavailable", "Storage is unavailable; retry later.",
             headers={"Retry-After": str(REDIS_RETRY_AFTER)},

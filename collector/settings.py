@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+# Not a setting of ours: prometheus_client reads it (collector.metrics).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 class SettingsError(ValueError):
     """A setting has a value we refuse to guess about."""
@@ -256,6 +259,21 @@ SETTINGS: tuple[Setting, ...] = (
         "4",
         _int_in(1, 64),
         "Threads per gunicorn worker (gthread worker class).",
+    ),
+    Setting(
+        "METRICS_TOKEN",
+        "",
+        _text,
+        "When set, GET /metrics needs `Authorization: Bearer <token>`. Empty: /metrics is "
+        "open (restrict it at the proxy).",
+    ),
+    Setting(
+        "WORKER_METRICS_PORT",
+        "0",
+        _int_in(0, 65535),
+        "When not 0, `staple-collector worker` serves its own /metrics on this port (a worker "
+        "in a container of its own). 0: none; beside the web app, it shares "
+        "PROMETHEUS_MULTIPROC_DIR and the web /metrics shows its counters.",
     ),
     Setting("LOG_LEVEL", "INFO", _level, "DEBUG, INFO, WARNING or ERROR."),
     Setting(

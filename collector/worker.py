@@ -36,7 +36,7 @@ from typing import Any
 
 import redis
 
-from collector import alerts, keys, probe, probes, redisconn, sites, store, webhooks
+from collector import alerts, keys, metrics, probe, probes, redisconn, sites, store, webhooks
 from collector.explain import explain
 
 log = logging.getLogger("collector.worker")
@@ -151,7 +151,9 @@ class Worker:
                 busy += self.poll()
                 self.run_probes()
             except redis.exceptions.RedisError as exc:
-                log.warning("Redis error in the worker loop: %s; retrying in 2 s", exc)
+                metrics.REDIS_ERRORS.labels("worker").inc()
+                log.warning("Redis error in the worker loop; retrying in 2 s",
+                            extra={"event": "redis_error", "error": type(exc).__name__})
                 stop.wait(2.0)
                 continue
             if not busy:
@@ -222,9 +224,12 @@ class Worker:
                                     client_id=self._probe_client_id, retention=self.retention, policy=policy,
                                     fire_after=self.config["PROBE_FAILURES_TO_FIRE"])
         except redis.exceptions.RedisError:
+            metrics.REDIS_ERRORS.labels("worker").inc()
             log.exception("could not record the probe of %s", target.label)
             return "error"
-        log.info("probe %s (site %s): %s%s", target.label, site_id, outcome, f" ({error})" if error else "")
+        metrics.PROBES.labels(outcome).inc()
+        log.info("probe %s (site %s): %s%s", target.label, site_id, outcome, f" ({error})" if error else "",
+                 extra={"event": "probe", "site": site_id, "target": target.label, "outcome": outcome})
         return outcome
 
     # --- reading work -------------------------------------------------------------
@@ -326,6 +331,7 @@ class Worker:
                 self.deliver(event)
             except redis.exceptions.RedisError:
                 # Not acknowledged: the lease hands it to a worker (maybe this one) later.
+                metrics.REDIS_ERRORS.labels("worker").inc()
                 log.exception("Redis error while recording a delivery of %s", event.msg_id)
 
     def body(self, event: Event) -> dict[str, Any]:
@@ -353,16 +359,21 @@ class Worker:
     def deliver(self, event: Event) -> str:
         """One attempt at one event; records the outcome. Returns it."""
         now = int(time.time())
+        if not event.from_retry:
+            metrics.INCIDENT_EVENTS.labels(event.type).inc()
         hook = webhooks.get(self.client, event.site_id)
         if hook is None:
             self._finish(event, None, None)  # nothing configured: nothing to tell anyone
+            metrics.DELIVERIES.labels("no_webhook").inc()
             return "skipped"
         if hook.disabled:
             entry = log_entry(event.msg_id, event.type, event.incident, event.attempt, hook, now, "skipped",
                               None, 0, f"webhook disabled: {hook.disabled}")
             self._finish(event, entry, None)
+            metrics.DELIVERIES.labels("disabled").inc()
             return "skipped"
         status, latency, error = attempt(hook, self.body(event), event.msg_id, self.config, self.secret_key)
+        metrics.DELIVERY_SECONDS.observe(latency / 1000)
         kind = classify(status, error)
         first = event.first_attempt_at or now
         retry_at = None
@@ -385,8 +396,12 @@ class Worker:
                              f"the endpoint answered 410 Gone at {store.iso(now)}")
         dead = kind in ("permanent", "dead", "gone")
         self._finish(event, entry, (retry_at, event.to_retry(first)) if retry_at else None, dead=dead)
+        metrics.DELIVERIES.labels({"retrying": "retry"}.get(outcome, outcome)).inc()
         log.info("delivery %s attempt %d to %s: %s%s", event.msg_id, event.attempt, hook.destination(),
-                 outcome, f" ({error})" if error else "")
+                 outcome, f" ({error})" if error else "",
+                 extra={"event": "delivery", "site": event.site_id, "id": event.msg_id, "type": event.type,
+                        "attempt": event.attempt, "outcome": outcome, "status_code": status,
+                        "latency_ms": latency})
         return outcome
 
     def _finish(self, event: Event, entry: dict[str, Any] | None,

@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from collector import create_app, keys, sites, webhooks
 from tests import pki
+from tests.conftest import free_port
 from tests.receiver import Answer, Receiver
 from tests.test_serve import CLI, Serve, _env, data_dir  # noqa: F401 (fixture)
 
@@ -31,6 +33,18 @@ def _wait(predicate, timeout: float = 30.0, what: str = "condition") -> None:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def scrape(url: str, headers: dict[str, str] | None = None) -> dict[tuple[str, tuple], float]:
+    """Every sample of a Prometheus text page: (name, sorted labels) -> value."""
+    response = requests.get(url, headers=headers or {}, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def _post_reports(base: str, site_id: str, report: dict, count: int, first_client: int) -> list[int]:
@@ -86,10 +100,33 @@ def test_serve_runs_a_worker_that_fires_once_and_resolves(data_dir):  # noqa: F8
         assert receiver.wait_for(3)[2].json()["type"] == "test"
         time.sleep(1.5)  # two more sweeps: nothing else may arrive
         assert len(receiver.requests) == 3
+
+        # /metrics adds up the three gunicorn workers and the alert worker.
+        scraped = scrape(f"{serve.base}/metrics")
+        assert scraped[("staple_reports_total", (("outcome", "accepted"), ("reason", "")))] == 40
+        assert scraped[("staple_reports_by_status_total", (("status", "MISSING"),))] == 40
+        assert scraped[("staple_ingest_duration_seconds_count", ())] == 40
+        assert scraped[("staple_ingest_responses_total", (("code", "200"),))] == 40
+        assert scraped[("staple_incident_events_total", (("type", "incident.firing"),))] == 1
+        assert scraped[("staple_incident_events_total", (("type", "incident.resolved"),))] == 1
+        assert scraped[("staple_webhook_deliveries_total", (("outcome", "delivered"),))] == 2
+        assert scraped[("staple_webhook_delivery_duration_seconds_count", ())] == 2
+        assert scraped[("staple_incidents", (("state", "firing"),))] == 0
+        assert scraped[("staple_outbox_backlog", ())] == 0
+        assert scraped[("staple_sites", ())] == 1
     finally:
         output = serve.stop()
         receiver.close()
     assert "alert worker  pid" in output
+    # Structured logs: after the banner, one JSON object per line, no client address.
+    banner, _, log_text = output.partition("alert worker  pid")
+    lines = [line for line in log_text.splitlines()[1:] if line.strip()]
+    assert lines, output
+    events = [json.loads(line) for line in lines]
+    assert {"ts", "level", "logger", "msg"} <= set(events[0])
+    assert any(e.get("event") == "delivery" and e.get("outcome") == "delivered" for e in events)
+    assert "198.51.100." not in log_text
+    assert hook["secret"] not in log_text
 
 
 @pytest.mark.parametrize("backend", ["single", "cluster"])
@@ -118,13 +155,19 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path, redis_url: s
         pending = client.xpending(keys.outbox(site.site.id), keys.OUTBOX_GROUP)
         assert pending["pending"] == 1  # read, never acknowledged
 
-        workers.append(subprocess.Popen([CLI, "worker"], env=env, stderr=subprocess.PIPE, text=True))
+        # The second worker runs as in a container of its own: its own /metrics port.
+        metrics_port = free_port()
+        workers.append(subprocess.Popen([CLI, "worker"], env={**env, "WORKER_METRICS_PORT": str(metrics_port)},
+                                        stderr=subprocess.PIPE, text=True))
         second = receiver.wait_for(2, timeout=30)[1]
         assert second.headers["webhook-id"] == first.headers["webhook-id"]
         _wait(lambda: client.xpending(keys.outbox(site.site.id), keys.OUTBOX_GROUP)["pending"] == 0,
               what="the take-over to be acknowledged")
         log = [json.loads(f[b"d"]) for _id, f in client.xrange(keys.deliveries(site.site.id))]
         assert [entry["outcome"] for entry in log] == ["delivered"]
+        scraped = scrape(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert scraped[("staple_webhook_deliveries_total", (("outcome", "delivered"),))] == 1
+        assert scraped[("staple_incident_events_total", (("type", "incident.firing"),))] == 1
     finally:
         for w in workers:
             if w.poll() is None:
@@ -132,6 +175,10 @@ def test_a_worker_killed_mid_delivery_loses_nothing(tmp_path: Path, redis_url: s
                 w.wait(15)
         receiver.close()
     assert workers[1].returncode == 0  # SIGTERM stops the worker cleanly
+    events = [json.loads(line) for line in workers[1].stderr.read().splitlines() if line.strip()]
+    delivered = [e for e in events if e.get("event") == "delivery"]
+    assert [e["outcome"] for e in delivered] == ["delivered"]
+    assert delivered[0]["site"] == site.site.id and delivered[0]["status_code"] == 200
 
 
 def test_cli_refuses_a_private_webhook_by_default_and_shows_the_configuration(data_dir):  # noqa: F811

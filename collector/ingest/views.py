@@ -6,10 +6,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
-from collector import alerts, diagnosis, store
+from collector import alerts, diagnosis, metrics, store
 from collector.errors import error_response
 from collector.ingest import parse
 from collector.ingest.schema import load_report
@@ -39,6 +40,21 @@ def _cors(response: Response) -> Response:
 @bp.route("/r/<site_id>/staple", methods=["POST", "OPTIONS"])
 @bp.route("/r/<site_id>/staple/<mode>", methods=["POST", "OPTIONS"])
 def report(site_id: str, mode: str | None = None) -> Response:
+    started = time.perf_counter()
+    code = 500
+    try:
+        response = _report(site_id, mode)
+        code = response.status_code
+        return response
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException):
+        code = 503
+        raise
+    finally:
+        metrics.INGEST_SECONDS.observe(time.perf_counter() - started)
+        metrics.INGEST_RESPONSES.labels(str(code)).inc()
+
+
+def _report(site_id: str, mode: str | None) -> Response:
     if mode is not None and mode not in MODES:
         return _cors(error_response(404, "not_found", "No such report endpoint."))
     if request.method == "OPTIONS":
@@ -64,7 +80,9 @@ def report(site_id: str, mode: str | None = None) -> Response:
     except parse.Rejection as rejection:
         outcomes.add("rejected", rejection.code, rejection.count)
         now = int(time.time())
-        if store.RATE_LIMITED_CLIENT in _write(site, outcomes, now):
+        codes = _write(site, outcomes, now)
+        _count(outcomes, codes)
+        if store.RATE_LIMITED_CLIENT in codes:
             return _cors(_rate_limited(now))
         return _cors(
             error_response(rejection.status, rejection.code, rejection.message, rejection.fields)
@@ -114,6 +132,7 @@ def report(site_id: str, mode: str | None = None) -> Response:
     for reason in extracted.ignored:
         outcomes.add("rejected", reason)
     codes = _write(site, outcomes, now)
+    _count(outcomes, codes)
 
     stored = any(code >= 0 for code in codes[: len(outcomes.accepted)])
     if not stored:
@@ -132,6 +151,28 @@ def report(site_id: str, mode: str | None = None) -> Response:
     response = Response(status=200, mimetype="text/plain")
     response.headers["X-Report-Outcome"] = "accepted" if stored else "filtered"
     return _cors(response)
+
+
+_REFUSED = {store.RATE_LIMITED_CLIENT: "rate_limited", store.RATE_LIMITED_SITE: "rate_limited",
+            store.TOO_MANY_HOSTS: "too_many_hosts"}
+
+
+def _count(outcomes: store.Outcomes, codes: list[int]) -> None:
+    """The request's reports in the Prometheus counters, as the script decided them."""
+    for accepted, code in zip(outcomes.accepted, codes, strict=False):
+        if code >= 0:
+            metrics.REPORTS.labels("accepted", "").inc()
+            metrics.REPORTS_BY_STATUS.labels(accepted.response_status).inc()
+            metrics.REPORTS_BY_DIAGNOSIS.labels(accepted.diagnosis, accepted.severity).inc()
+        else:
+            metrics.REPORTS.labels("rejected", _REFUSED[code]).inc()
+    limited = codes[len(outcomes.accepted):] == [store.RATE_LIMITED_CLIENT]
+    for kind, reasons in (("filtered", outcomes.filtered), ("rejected", outcomes.rejected)):
+        for reason, n in reasons.items():
+            if limited:
+                metrics.REPORTS.labels("rejected", "rate_limited").inc(n)
+            else:
+                metrics.REPORTS.labels(kind, reason).inc(n)
 
 
 def _rate_limited(now: int) -> Response:
