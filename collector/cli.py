@@ -57,7 +57,7 @@ def _redis(values: dict[str, Any]) -> Iterator[redis.Redis]:
 GUNICORN_SETTINGS = (
     "workers", "threads", "worker_class", "timeout", "graceful_timeout", "keepalive",
     "limit_request_line", "limit_request_fields", "control_socket_disable", "accesslog",
-    "logconfig_dict", "child_exit",
+    "logconfig_dict", "logger_class", "child_exit",
 )
 
 

@@ -40,6 +40,9 @@ limit_request_fields = 100
 control_socket_disable = True
 accesslog = None
 logconfig_dict = _logs.gunicorn_logconfig(_values["LOG_LEVEL"])
+# gunicorn formats every access-log line when any log configuration is set, even
+# with no access log; this logger skips that work (3-4% of a worker's time).
+logger_class = "collector.logs.GunicornLogger"
 
 
 def prepare_metrics_dir(path: str) -> None:

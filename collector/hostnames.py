@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -18,10 +19,16 @@ def normalise(raw: str) -> str:
     """Return the IDNA A-label, lower-case form of a DNS hostname.
 
     Refuses IP literals, empty labels, over-long names and anything that is
-    not a DNS name. A single trailing dot is dropped.
+    not a DNS name. A single trailing dot is dropped. Memoised (bounded):
+    reports for one host repeat its name; invalid names raise every time.
     """
     if not isinstance(raw, str):
         raise HostnameError("must be a string")
+    return _normalise(raw)
+
+
+@functools.lru_cache(maxsize=4096)
+def _normalise(raw: str) -> str:
     name = raw.strip()
     if name.endswith("."):
         name = name[:-1]

@@ -64,3 +64,22 @@ def gunicorn_logconfig(level: str) -> dict[str, Any]:
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
     }
+
+
+def _gunicorn_logger() -> type:
+    from gunicorn.glogging import Logger
+
+    class GunicornLogger(Logger):  # type: ignore[misc]
+        """gunicorn's logger without the access log (it would print client addresses)."""
+
+        def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+            return None
+
+    return GunicornLogger
+
+
+def __getattr__(name: str) -> Any:
+    # Built on first use, so importing this module does not import gunicorn.
+    if name == "GunicornLogger":
+        return _gunicorn_logger()
+    raise AttributeError(name)

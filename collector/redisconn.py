@@ -80,6 +80,8 @@ def run(client: Any, site_id: str | None, commands: list[Command], *scripts: str
     commands are repeated, so nothing is counted twice. Any other error raises.
     """
     target = conn if conn is not None else site_client(client, site_id or "")
+    if len(commands) == 1:
+        return [_one(client, site_id, target, commands[0], scripts)]
     results: list[Any] = [None] * len(commands)
     todo = list(range(len(commands)))
     for attempt in range(3):
@@ -116,3 +118,22 @@ def run(client: Any, site_id: str | None, commands: list[Command], *scripts: str
         todo = again
     pending = [a for a in answers if isinstance(a, Exception)]
     raise pending[0]
+
+
+def _one(client: Any, site_id: str | None, target: Any, command: Command, scripts: tuple[str, ...]) -> Any:
+    """``run`` for one command: sent as is, without a pipeline's bookkeeping."""
+    name, args = command
+    for attempt in range(3):
+        try:
+            return getattr(target, name)(*args)
+        except redis.exceptions.NoScriptError:
+            if attempt == 2:
+                raise
+            for script in scripts:
+                target.script_load(script)
+        except (redis.exceptions.MovedError, redis.exceptions.AskError):
+            if attempt == 2 or not isinstance(client, RedisCluster) or site_id is None:
+                raise
+            client.nodes_manager.initialize()
+            target = site_client(client, site_id)
+    raise AssertionError("unreachable")
