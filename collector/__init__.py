@@ -55,6 +55,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     app.session_interface = _Sessions()
+    app.config.update(
+        SESSION_COOKIE_NAME="staple_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=values["PUBLIC_URL"].startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=12 * 3600,
+    )
     errors.register(app)
     # Imported here, not at the top: prometheus_client picks its storage when
     # first imported, and gunicorn's configuration sets PROMETHEUS_MULTIPROC_DIR
@@ -62,9 +69,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from collector import metrics
     from collector.api.views import bp as api_bp
     from collector.ingest.views import bp as ingest_bp
+    from collector.pages import bp as pages_bp
 
     app.register_blueprint(ingest_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(pages_bp)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -146,6 +146,83 @@ def _redact(url: str) -> str:
 # --- site ----------------------------------------------------------------------
 
 
+# --- users -----------------------------------------------------------------------
+
+
+def _read_password(confirm: bool = True) -> str:
+    """From a prompt (twice) on a terminal, else the first line of stdin; never an argument."""
+    import getpass
+
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password (12 characters or more): ")
+        if confirm and getpass.getpass("Again: ") != first:
+            _fail("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _check_sites(client: Any, site_ids: list[str]) -> None:
+    for site_id in site_ids:
+        if sites.get(client, site_id) is None:
+            _fail(f"no site {site_id}")
+
+
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from collector import users
+
+    values = _load_settings(args)
+    password = _read_password()
+    with _redis(values) as client:
+        _check_sites(client, args.site or [])
+        try:
+            user = users.create(client, args.email, password, admin=args.admin, sites=args.site or [])
+        except users.UserError as exc:
+            _fail(str(exc))
+    scope = "every site (admin)" if user.admin else (", ".join(user.sites) or "no site yet")
+    print(f"User {user.email} created; sees {scope}.")
+    print(f"Sign in at {values['PUBLIC_URL']}/login")
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> None:
+    from collector import users
+
+    values = _load_settings(args)
+    password = _read_password()
+    with _redis(values) as client:
+        try:
+            users.set_password(client, args.email, password)
+        except users.UserError as exc:
+            _fail(str(exc))
+    print(f"Password of {args.email} changed; their sessions are signed out.")
+
+
+def cmd_user_grant(args: argparse.Namespace) -> None:
+    from collector import users
+
+    values = _load_settings(args)
+    with _redis(values) as client:
+        _check_sites(client, args.site or [])
+        try:
+            user = users.grant(client, args.email, args.site or [], admin=True if args.admin else None)
+        except users.UserError as exc:
+            _fail(str(exc))
+    print(f"{user.email} sees {'every site (admin)' if user.admin else ', '.join(user.sites) or 'no site'}.")
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    from collector import users
+
+    values = _load_settings(args)
+    with _redis(values) as client:
+        found = users.list_all(client)
+    rows = [{"email": u.email, "admin": u.admin, "sites": list(u.sites)} for u in found]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        print(f"{row['email']}  {'admin' if row['admin'] else ', '.join(row['sites']) or '-'}")
+
+
 def cmd_site_create(args: argparse.Namespace) -> None:
     values = _load_settings(args)
     try:
@@ -476,6 +553,27 @@ def build_parser() -> argparse.ArgumentParser:
     work = sub.add_parser("worker", parents=[common],
                           help="run the alert worker: deliver notifications, resolve incidents")
     work.set_defaults(func=cmd_worker)
+
+    user = sub.add_parser("user", help="manage dashboard users")
+    user_sub = user.add_subparsers(dest="user_command", required=True)
+    u_create = user_sub.add_parser(
+        "create", parents=[common],
+        help="create a user (password from a prompt, or the first line of stdin when it is not a terminal)")
+    u_create.add_argument("email")
+    u_create.add_argument("--admin", action="store_true", help="sees every site")
+    u_create.add_argument("--site", action="append", metavar="SITE", help="a site the user sees; repeatable")
+    u_create.set_defaults(func=cmd_user_create)
+    u_passwd = user_sub.add_parser("passwd", parents=[common], help="set a user's password (signs them out)")
+    u_passwd.add_argument("email")
+    u_passwd.set_defaults(func=cmd_user_passwd)
+    u_grant = user_sub.add_parser("grant", parents=[common], help="give a user more sites, or admin")
+    u_grant.add_argument("email")
+    u_grant.add_argument("--site", action="append", metavar="SITE")
+    u_grant.add_argument("--admin", action="store_true")
+    u_grant.set_defaults(func=cmd_user_grant)
+    u_list = user_sub.add_parser("list", parents=[common], help="list users")
+    u_list.add_argument("--json", action="store_true")
+    u_list.set_defaults(func=cmd_user_list)
 
     site = sub.add_parser("site", help="manage sites")
     site_sub = site.add_subparsers(dest="site_command", required=True)
