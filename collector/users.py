@@ -158,11 +158,11 @@ def signin_allowed(client: Any, email: str, client_hash: str, now: int) -> tuple
     window = now // SIGNIN_WINDOW
     retry_after = SIGNIN_WINDOW - now % SIGNIN_WINDOW
     email_key = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
-    counts = []
-    for kind, key in (("e", email_key), ("c", client_hash)):
-        name = f"{keys.PREFIX}:signin:{kind}:{key}:{window}"
-        pipe = client.pipeline(transaction=False)
+    names = [f"{keys.PREFIX}:signin:{kind}:{key}:{window}" for kind, key in (("e", email_key), ("c", client_hash))]
+    pipe = client.pipeline(transaction=False)
+    for name in names:
         pipe.incr(name)
         pipe.expire(name, SIGNIN_WINDOW)
-        counts.append(int(pipe.execute()[0]))
-    return counts[0] <= SIGNIN_PER_EMAIL and counts[1] <= SIGNIN_PER_CLIENT, retry_after
+    answers = pipe.execute()
+    per_email, per_client = int(answers[0]), int(answers[2])
+    return per_email <= SIGNIN_PER_EMAIL and per_client <= SIGNIN_PER_CLIENT, retry_after

@@ -81,7 +81,6 @@ def _report(site_id: str, mode: str | None) -> Response:
         outcomes.add("rejected", rejection.code, rejection.count)
         now = int(time.time())
         codes = _write(site, outcomes, now)
-        _count(outcomes, codes)
         if store.RATE_LIMITED_CLIENT in codes:
             return _cors(_rate_limited(now))
         return _cors(
@@ -132,7 +131,6 @@ def _report(site_id: str, mode: str | None) -> Response:
     for reason in extracted.ignored:
         outcomes.add("rejected", reason)
     codes = _write(site, outcomes, now)
-    _count(outcomes, codes)
 
     stored = any(code >= 0 for code in codes[: len(outcomes.accepted)])
     if not stored:
@@ -183,9 +181,10 @@ def _rate_limited(now: int) -> Response:
 
 
 def _write(site: Site, outcomes: store.Outcomes, now: int) -> list[int]:
+    """Store the request's outcomes (one round trip) and count them in the metrics."""
     ext = current_app.extensions
     address = request.remote_addr or "unknown"
-    return store.write(
+    codes = store.write(
         ext["redis"],
         site.id,
         outcomes,
@@ -195,3 +194,5 @@ def _write(site: Site, outcomes: store.Outcomes, now: int) -> list[int]:
         alerts.effective(current_app.config, site.alerts),
         ext["limits"],
     )
+    _count(outcomes, codes)
+    return codes
