@@ -109,6 +109,23 @@ def reset_overrides(client: redis.Redis, site_id: str) -> None:
     client.hdel(keys.site(site_id), *(OVERRIDE_PREFIX + name for name in POLICY_FIELDS))
 
 
+def replace_overrides(client: redis.Redis, site_id: str, config: Mapping[str, Any],
+                      values: Mapping[str, int]) -> dict[str, int]:
+    """Make ``values`` the site's policy: store what differs from the defaults, drop the rest."""
+    for name, value in values.items():
+        check_override(name, value)
+    base = default_policy(config)
+    keep = {name: value for name, value in values.items() if getattr(base, name) != value}
+    drop = [OVERRIDE_PREFIX + name for name in POLICY_FIELDS if name not in keep]
+    pipe = client.pipeline(transaction=False)
+    if drop:
+        pipe.hdel(keys.site(site_id), *drop)
+    if keep:
+        pipe.hset(keys.site(site_id), mapping={OVERRIDE_PREFIX + k: v for k, v in keep.items()})
+    pipe.execute()
+    return keep
+
+
 def overrides_from_hash(data: Mapping[bytes, bytes]) -> dict[str, int]:
     out = {}
     for name in POLICY_FIELDS:

@@ -16,6 +16,7 @@ import redis
 from collector import alerts, hostnames, keys
 
 DEFAULT_MAX_AGE = 31536000
+MAX_HOST_PATTERNS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,33 @@ def create(client: redis.Redis, name: str, host_patterns: list[str]) -> NewSite:
     pipe.sadd(keys.SITES, site_id)
     pipe.execute()
     return NewSite(Site(site_id, name, patterns, now), token)
+
+
+def set_hosts(client: redis.Redis, site_id: str, host_patterns: list[str]) -> tuple[str, ...]:
+    """Replace the site's allowed host patterns (empty: every hostname is accepted).
+
+    Raises ``hostnames.HostnameError`` for a pattern that is not a hostname or ``*.`` pattern.
+    """
+    patterns = tuple(dict.fromkeys(hostnames.normalise_pattern(p) for p in host_patterns if p.strip()))
+    if len(patterns) > MAX_HOST_PATTERNS:
+        raise hostnames.HostnameError(f"at most {MAX_HOST_PATTERNS} host patterns")
+    client.hset(keys.site(site_id), "hosts", json.dumps(list(patterns)))
+    return patterns
+
+
+def rotate_token(client: redis.Redis, site_id: str) -> str:
+    """Give the site a new API token; the old one stops working at once. Returns the new token."""
+    old_sha = client.hget(keys.site(site_id), "token_sha256")
+    token = "st_" + secrets.token_urlsafe(32)
+    token_sha = hash_token(token)
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.token(token_sha), site_id)
+    # site_for_token checks the site's own hash too, so the old token fails from here on.
+    pipe.hset(keys.site(site_id), "token_sha256", token_sha)
+    if old_sha is not None:
+        pipe.delete(keys.token(old_sha.decode()))
+    pipe.execute()
+    return token
 
 
 def _from_hash(site_id: str, data: dict[bytes, bytes]) -> Site | None:

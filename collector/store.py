@@ -370,17 +370,20 @@ def _host_summary(host: str, results: list[Any], now: int, with_ports: bool) -> 
         return None
     hour, day = now // 3600, now // 86400
     last_hour, last_day, last_week = _empty_counts(), _empty_counts(), _empty_counts()
+    current_hour_start = hour * 3600
+    hourly = [0] * 24  # reports per hour over the last 24 hours, oldest first
     for offset, data in enumerate(results[1:3]):
         base = (hour - 1 + offset) * 3600
         for start, dim, value, n in _bucket_items(data, base, 60):
             if now - 3600 < start <= now:
                 _add(last_hour, dim, value, n)
-    current_hour_start = hour * 3600
     for offset, data in enumerate(results[3:11]):
         base = (day - 7 + offset) * 86400
         for start, dim, value, n in _bucket_items(data, base, 3600):
             if start > current_hour_start - 24 * 3600:
                 _add(last_day, dim, value, n)
+                if dim == "s":
+                    hourly[23 - (current_hour_start - start) // 3600] += n
             if start > current_hour_start - 168 * 3600:
                 _add(last_week, dim, value, n)
     meta = {k.decode(): v.decode() for k, v in meta.items()}
@@ -397,6 +400,7 @@ def _host_summary(host: str, results: list[Any], now: int, with_ports: bool) -> 
         "last_hour": last_hour,
         "last_day": last_day,
         "last_week": last_week,
+        "hourly_24h": hourly,
         "distinct_clients": {"last_day": int(results[11]), "last_week": int(results[12])},
     }
     if with_ports:

@@ -110,7 +110,11 @@ def test_report_contents_are_shown_as_text_and_pages_send_a_strict_policy(client
     assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     assert page.headers["Referrer-Policy"] == "same-origin"
-    assert b"<script" not in page.data  # no inline script at all
+    # No inline script at all: the only script tag loads the packaged file.
+    assert re.findall(rb"<script[^>]*>[^<]*</script>", page.data) == [
+        b'<script src="/static/app.js" defer></script>'
+    ]
+    assert page.data.count(b"<script") == 1
 
 
 def test_next_only_goes_to_a_path_on_this_site(client, owner):

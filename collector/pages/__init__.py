@@ -1,5 +1,8 @@
 """The dashboard's pages: sign-in, sign-out, password change, the sites overview.
 
+The per-site pages (host, settings) are in ``collector.pages.site_pages``; the
+SVG charts in ``collector.pages.charts``.
+
 Server-rendered Jinja templates (autoescaped: report contents are attacker-
 controlled and only ever reach a page as text). Sessions are Flask's signed
 cookies (``HttpOnly``, ``SameSite=Lax``, ``Secure`` when PUBLIC_URL is https)
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import redis
 from flask import (
     Blueprint,
     Response,
@@ -29,8 +33,10 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.exceptions import HTTPException
 
-from collector import alerts, sites, store, users
+from collector import alerts, errors, sites, store, users
+from collector.pages import charts
 
 bp = Blueprint("pages", __name__)
 
@@ -91,6 +97,46 @@ def _check_csrf() -> None:
     expected = session.get("csrf", "")
     if not expected or not hmac.compare_digest(sent.encode(), str(expected).encode()):
         abort(400, description="The form expired or came from elsewhere; reload the page and try again.")
+
+
+def fragment_or_page(page: str, fragment: str, **context: Any) -> Response:
+    """The whole page, or with ``?fragment=1`` only its live part (for in-page refresh)."""
+    if request.args.get("fragment") == "1":
+        response = Response(render_template(fragment, **context))
+        response.headers["X-Fragment"] = "1"
+        return response
+    return Response(render_template(page, **context))
+
+
+@bp.errorhandler(HTTPException)
+def _page_error(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    body = render_template("error.html", status=status, title=exc.name, message=exc.description)
+    return Response(body, status=status)
+
+
+@bp.errorhandler(redis.exceptions.RedisError)
+@bp.errorhandler(redis.exceptions.RedisClusterException)
+def _storage_error(exc: Exception) -> Response:
+    from collector import metrics  # not at import: see collector.metrics
+
+    metrics.REDIS_ERRORS.labels("web").inc()
+    body = render_template("error.html", status=503, title="Storage unavailable",
+                           message="The collector cannot reach its storage right now. Try again in a moment.")
+    return Response(body, status=503, headers={"Retry-After": str(errors.REDIS_RETRY_AFTER)})
+
+
+@bp.app_template_filter("when")
+def _when(iso_text: Any) -> str:
+    """``2026-11-22T12:00:05Z`` as ``2026-11-22 12:00:05 UTC`` (the machine form stays in datetime=)."""
+    if not iso_text:
+        return "–"
+    return str(iso_text).replace("T", " ").replace("Z", " UTC")
+
+
+@bp.app_template_filter("status_class")
+def _status_class(status: Any) -> str:
+    return charts.status_class(str(status))
 
 
 @bp.app_context_processor
@@ -179,7 +225,7 @@ def visible_sites(user: users.User) -> list[sites.Site]:
 
 @bp.get("/sites")
 @login_required
-def overview() -> str:
+def overview() -> Response:
     user = current_user()
     assert user is not None
     now = int(time.time())
@@ -189,7 +235,14 @@ def overview() -> str:
         states = alerts.host_states(_redis(), site.id, [h["hostname"] for h in hosts])
         for host in hosts:
             host["state"] = states.get(host["hostname"], "ok")
+            host["spark"] = charts.sparkline(host["hourly_24h"])
         hosts.sort(key=lambda h: (STATE_ORDER.get(h["state"], 3), -(h["last_day"]["total"])))
-        shown.append({"site": site, "hosts": hosts,
-                      "report_uri": f"{current_app.config['PUBLIC_URL']}/r/{site.id}/staple"})
-    return render_template("overview.html", sites=shown)
+        uri = sites.report_uri(current_app.config["PUBLIC_URL"], site.id)
+        shown.append({"site": site, "hosts": hosts, "report_uri": uri,
+                      "header": sites.header_line(current_app.config["PUBLIC_URL"], site.id),
+                      "curl": site_pages.curl_command(uri, next((h.lstrip("*.") for h in site.hosts),
+                                                                "www.example.com"))})
+    return fragment_or_page("overview.html", "_overview_live.html", sites=shown, generated_at=store.iso(now))
+
+
+from collector.pages import site_pages  # noqa: E402  (registers the per-site pages on bp)
