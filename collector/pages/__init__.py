@@ -50,6 +50,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
 }
 STATE_ORDER = {"firing": 0, "resolved": 1, "ok": 2}
+OVERVIEW_HOSTS = 200  # per site: the most recently reported ones
 
 
 def _redis() -> Any:
@@ -231,14 +232,15 @@ def overview() -> Response:
     now = int(time.time())
     shown = []
     for site in visible_sites(user):
-        hosts = store.list_hosts(_redis(), site.id, now, 200, 0)
+        hosts = store.list_hosts(_redis(), site.id, now, OVERVIEW_HOSTS, 0)
         states = alerts.host_states(_redis(), site.id, [h["hostname"] for h in hosts])
         for host in hosts:
             host["state"] = states.get(host["hostname"], "ok")
             host["spark"] = charts.sparkline(host["hourly_24h"])
         hosts.sort(key=lambda h: (STATE_ORDER.get(h["state"], 3), -(h["last_day"]["total"])))
         uri = sites.report_uri(current_app.config["PUBLIC_URL"], site.id)
-        shown.append({"site": site, "hosts": hosts, "report_uri": uri,
+        total = store.host_count(_redis(), site.id) if len(hosts) >= OVERVIEW_HOSTS else len(hosts)
+        shown.append({"site": site, "hosts": hosts, "report_uri": uri, "total_hosts": total,
                       "header": sites.header_line(current_app.config["PUBLIC_URL"], site.id),
                       "curl": site_pages.curl_command(uri, next((h.lstrip("*.") for h in site.hosts),
                                                                 "www.example.com"))})

@@ -66,9 +66,10 @@ def status_chart(points: Sequence[dict[str, Any]], step: int, width: int = 760, 
         f'aria-label="Reports by status, {sum(totals)} in all" data-points="{len(points)}" '
         f'data-total="{sum(totals)}" xmlns="http://www.w3.org/2000/svg">'
     ]
-    for fraction in (0, 0.5, 1):
+    # Whole numbers only on the axis: the middle line only when the peak halves evenly.
+    for fraction in (0, 0.5, 1) if peak % 2 == 0 else (0, 1):
         y = top + plot_h - fraction * plot_h
-        label = int(peak * fraction) if fraction != 0.5 or peak % 2 == 0 else peak / 2
+        label = int(peak * fraction)
         parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{escape(label)}</text>')
     ticks = max(1, n // 6)
