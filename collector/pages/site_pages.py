@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
@@ -169,11 +171,23 @@ def _back(site: sites.Site, anchor: str) -> Response:
     return redirect(url_for("pages.site_settings", site_id=site.id) + "#" + anchor)
 
 
-@bp.post("/sites/<site_id>/settings/hosts")
-@login_required
-def settings_hosts(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+def settings_form(path: str) -> Callable[[Callable[[sites.Site], Response]], Callable[..., Response]]:
+    """A settings form's POST: signed in, CSRF token checked, the site visible to the user."""
+
+    def register(handler: Callable[[sites.Site], Response]) -> Callable[..., Response]:
+        @wraps(handler)
+        def view(site_id: str) -> Response:
+            _check_csrf()
+            return handler(visible_site(site_id))
+
+        bp.post(f"/sites/<site_id>/settings/{path}")(login_required(view))
+        return view
+
+    return register
+
+
+@settings_form("hosts")
+def settings_hosts(site: sites.Site) -> Response:
     lines = request.form.get("patterns", "")[:20000].splitlines()
     try:
         patterns = sites.set_hosts(_redis(), site.id, lines)
@@ -186,11 +200,8 @@ def settings_hosts(site_id: str) -> Response:
     return _back(site, "hosts")
 
 
-@bp.post("/sites/<site_id>/settings/alerts")
-@login_required
-def settings_alerts(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+@settings_form("alerts")
+def settings_alerts(site: sites.Site) -> Response:
     values: dict[str, int] = {}
     problems = []
     for name in alerts.POLICY_FIELDS:
@@ -209,11 +220,8 @@ def settings_alerts(site_id: str) -> Response:
     return _back(site, "alerts")
 
 
-@bp.post("/sites/<site_id>/settings/webhook")
-@login_required
-def settings_webhook(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+@settings_form("webhook")
+def settings_webhook(site: sites.Site) -> Response:
     fmt = request.form.get("format", "json")
     if fmt not in webhooks.FORMATS:
         return _settings_again(site, 400, errors={"webhook": f"Format must be one of {', '.join(webhooks.FORMATS)}."})
@@ -225,21 +233,15 @@ def settings_webhook(site_id: str) -> Response:
     return _settings_again(site, new_secret=secret)
 
 
-@bp.post("/sites/<site_id>/settings/webhook/remove")
-@login_required
-def settings_webhook_remove(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+@settings_form("webhook/remove")
+def settings_webhook_remove(site: sites.Site) -> Response:
     webhooks.remove(_redis(), site.id)
     flash("Webhook removed: no notifications go out for this site.", "webhook")
     return _back(site, "webhook")
 
 
-@bp.post("/sites/<site_id>/settings/webhook/test")
-@login_required
-def settings_webhook_test(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+@settings_form("webhook/test")
+def settings_webhook_test(site: sites.Site) -> Response:
     try:
         entry = worker.send_test(_redis(), current_app.config, current_app.secret_key, site)  # type: ignore[arg-type]
     except LookupError:
@@ -253,10 +255,7 @@ def settings_webhook_test(site_id: str) -> Response:
     return _back(site, "webhook")
 
 
-@bp.post("/sites/<site_id>/settings/token")
-@login_required
-def settings_token(site_id: str) -> Response:
-    _check_csrf()
-    site = visible_site(site_id)
+@settings_form("token")
+def settings_token(site: sites.Site) -> Response:
     token = sites.rotate_token(_redis(), site.id)
     return _settings_again(site, new_token=token)
