@@ -240,6 +240,10 @@ def test_owner_signs_in_reads_the_hosts_changes_settings_and_signs_out(app, serv
     fresh = requests.get(server + api_path, headers={"Authorization": f"Bearer {new_token}"}, timeout=10)
     assert fresh.status_code == 200 and fresh.json()["today"]["accepted"] == 6
 
+    # Nothing the pages did was blocked by their own Content-Security-Policy, nothing failed to load.
+    problems = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert problems == []
+
     # Sign out: back to the sign-in page, and the pages are closed again.
     driver.find_element(By.CSS_SELECTOR, "header.top form button").click()
     wait(driver, lambda d: "/login" in d.current_url, "sign-out did not reach the sign-in page")
