@@ -54,6 +54,8 @@ def test_hosts_list_with_totals_status_counts_and_clients(client, loaded):
         assert www[window]["total"] == 3
         assert www[window]["by_status"] == {"MISSING": 2, "INVALID_DATE": 1}
     assert www["distinct_clients"] == {"last_day": 2, "last_week": 2}
+    # Per hour, oldest first: all in the current hour (or the one before, across an hour boundary).
+    assert len(www["hourly_24h"]) == 24 and sum(www["hourly_24h"][-2:]) == 3 and sum(www["hourly_24h"]) == 3
     assert www["total"] == 3 and www["last_status"] == "INVALID_DATE"
     assert www["first_seen"] <= www["last_seen"]
     assert "ports" not in www
