@@ -31,6 +31,13 @@ class Site:
     def accepts(self, host: str) -> bool:
         return hostnames.matches(host, self.hosts)
 
+    def example_host(self) -> str:
+        """A hostname the site accepts, for test reports and test notifications."""
+        if not self.hosts:
+            return "www.example.com"
+        first = self.hosts[0]
+        return "www." + first[2:] if first.startswith("*.") else first
+
 
 @dataclass(frozen=True)
 class NewSite:

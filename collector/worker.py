@@ -463,7 +463,7 @@ def send_test(client: redis.Redis, config: Mapping[str, Any], secret_key: bytes,
     if hook is None:
         raise LookupError("the site has no webhook: set one with `staple-collector site webhook`")
     now = int(time.time())
-    host = next((h.lstrip("*.") for h in site.hosts), "www.example.com")
+    host = site.example_host()
     incident = {
         "id": "test", "host": host, "state": "test", "severity": "warning", "started_at": now,
         "resolved_at": 0, "last_report_at": now, "reopened": 0, "distinct_clients": 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import json
 import re
 import subprocess
 
@@ -307,3 +309,13 @@ def test_storage_down_is_a_503_page_with_retry_after(tmp_path):
     down = client.post("/login", data={"csrf": _csrf(form.data), "email": "a@example.com", "password": PASSWORD})
     assert down.status_code == 503 and down.headers["Retry-After"]
     assert down.mimetype == "text/html" and b"Storage unavailable" in down.data
+
+
+def test_the_test_command_posts_for_a_host_the_site_accepts(app, signed_in, redis_client, site):
+    url = f"/sites/{site.site.id}/settings"
+    csrf = _csrf(signed_in.get(url).data)
+    assert signed_in.post(url + "/hosts", data={"csrf": csrf, "patterns": "*.example.org"}).status_code == 302
+    command = re.search(rb'id="curl-command">([^<]+)<', signed_in.get(url).data).group(1).decode()
+    body = re.search(r"--data '([^']+)'", html.unescape(command)).group(1)
+    saved = sites.get(redis_client, site.site.id)
+    assert saved.accepts(json.loads(body)["hostname"])  # www.example.org, not the apex

@@ -242,8 +242,7 @@ def overview() -> Response:
         total = store.host_count(_redis(), site.id) if len(hosts) >= OVERVIEW_HOSTS else len(hosts)
         shown.append({"site": site, "hosts": hosts, "report_uri": uri, "total_hosts": total,
                       "header": sites.header_line(current_app.config["PUBLIC_URL"], site.id),
-                      "curl": site_pages.curl_command(uri, next((h.lstrip("*.") for h in site.hosts),
-                                                                "www.example.com"))})
+                      "curl": site_pages.curl_command(uri, site.example_host())})
     return fragment_or_page("overview.html", "_overview_live.html", sites=shown, generated_at=store.iso(now))
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
 
-from collector import alerts, hostnames, outbound, probes, settings, sites, store, webhooks, worker
+from collector import alerts, hostnames, keys, outbound, probes, settings, sites, store, webhooks, worker
 from collector.explain import explain
 from collector.pages import _check_csrf, _redis, bp, charts, current_user, fragment_or_page, login_required
 
@@ -81,14 +81,10 @@ def host(site_id: str, hostname: str) -> Response:
     chosen, range_s, step_s = _chosen_range()
     points = store.series(client, site.id, name, now, range_s, step_s)
     incident = alerts.host_incident(client, site.id, name)
-    samples = []
-    for sample in store.recent_samples(client, site.id, name, SAMPLES_SHOWN):
-        try:
-            samples.append(explain(sample))
-        except (KeyError, ValueError):
-            continue  # a sample from an older format: the counts still hold it
-    logged = worker.deliveries(client, site.id, DELIVERIES_SCANNED)
-    deliveries = [d for d in logged["deliveries"] + logged["dead_letters"] if d.get("host") == name]
+    samples = [explain(s) for s in store.recent_samples(client, site.id, name, SAMPLES_SHOWN)]
+    logged = (worker.recent(client, keys.deliveries(site.id), DELIVERIES_SCANNED)
+              + worker.recent(client, keys.dead(site.id), DELIVERIES_SCANNED))
+    deliveries = [d for d in logged if d.get("host") == name]
     deliveries.sort(key=lambda d: d.get("at") or "", reverse=True)
     context = {
         "site": site,
@@ -123,7 +119,7 @@ def _settings_context(site: sites.Site, **extra: Any) -> dict[str, Any]:
         "site": site,
         "report_uri": uri,
         "header": sites.header_line(config["PUBLIC_URL"], site.id),
-        "curl": curl_command(uri),
+        "curl": curl_command(uri, site.example_host()),
         "patterns": "\n".join(site.hosts),
         "webhook": hook.describe() if hook else None,
         "formats": webhooks.FORMATS,
@@ -141,7 +137,7 @@ def _settings_context(site: sites.Site, **extra: Any) -> dict[str, Any]:
         "stats": store.site_stats(client, site.id, now),
         "stats_at": store.iso(now),
         "probes": probes.status(client, site.id, now),
-        "cache_ttl": settings.format_duration(config["SITE_CACHE_TTL"]) if config["SITE_CACHE_TTL"] else "0s",
+        "cache_ttl": settings.format_duration(config["SITE_CACHE_TTL"]),
         "new_secret": None,
         "new_token": None,
         "errors": {},
@@ -149,7 +145,7 @@ def _settings_context(site: sites.Site, **extra: Any) -> dict[str, Any]:
     }
 
 
-def curl_command(report_uri: str, hostname: str = "www.example.com") -> str:
+def curl_command(report_uri: str, hostname: str) -> str:
     # Hostnames are normalised (letters, digits, dots, hyphens): safe inside the shell's quotes.
     body = json.dumps({"hostname": hostname, "port": 443, "response-status": "MISSING"}, separators=(",", ":"))
     return f"curl -X POST -H 'Content-Type: application/json' --data '{body}' {report_uri}"
