@@ -12,6 +12,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -111,13 +112,20 @@ def wait(driver: WebDriver, condition, message: str):
     return WebDriverWait(driver, WAIT).until(lambda d: condition(d), message)
 
 
+def arrive(driver: WebDriver, url_holds, message: str) -> None:
+    """Wait until the browser is on a page whose URL satisfies url_holds and that page has loaded."""
+    wait(driver, lambda d: url_holds(d.current_url) and d.execute_script("return document.readyState") == "complete",
+         message)
+
+
 def sign_in(driver: WebDriver, base: str, email: str) -> None:
     driver.get(base + "/sites")
     assert "/login" in driver.current_url  # signed out: sent to sign in first
     driver.find_element(By.NAME, "email").send_keys(email)
     driver.find_element(By.NAME, "password").send_keys(PASSWORD)
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait(driver, lambda d: d.current_url.endswith("/sites"), "sign-in did not reach /sites")
+    # The path, not the URL's end: the sign-in page itself is /login?next=/sites.
+    arrive(driver, lambda url: urlsplit(url).path == "/sites", "sign-in did not reach /sites")
 
 
 def report(app, site_id: str, body: dict, address: str, user_agent: str = "Mozilla/5.0 Chrome/63") -> None:
@@ -159,7 +167,7 @@ def test_owner_signs_in_reads_the_hosts_changes_settings_and_signs_out(app, serv
 
     # Host page: chart drawn with a bar per hour, the why, Must-Staple, the incident, decoded samples.
     click(driver, By.LINK_TEXT, "www.example.com")
-    wait(driver, lambda d: "/hosts/www.example.com" in d.current_url, "host page did not open")
+    arrive(driver, lambda url: "/hosts/www.example.com" in urlsplit(url).path, "host page did not open")
     chart = driver.find_element(By.CSS_SELECTOR, "svg.chart")
     assert chart.get_attribute("data-points") == "24" and chart.get_attribute("data-total") == "4"
     bars = chart.find_elements(By.CSS_SELECTOR, "rect.s-missing")
@@ -188,7 +196,7 @@ def test_owner_signs_in_reads_the_hosts_changes_settings_and_signs_out(app, serv
 
     # Settings: copy the header.
     driver.find_element(By.LINK_TEXT, "Settings").click()
-    wait(driver, lambda d: d.current_url.endswith("/settings"), "settings did not open")
+    arrive(driver, lambda url: urlsplit(url).path.endswith("/settings"), "settings did not open")
     driver.execute_cdp_cmd("Browser.grantPermissions", {
         "origin": server, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]})
     header = sites.header_line(server, shop.site.id)
@@ -246,7 +254,7 @@ def test_owner_signs_in_reads_the_hosts_changes_settings_and_signs_out(app, serv
 
     # Sign out: back to the sign-in page, and the pages are closed again.
     driver.find_element(By.CSS_SELECTOR, "header.top form button").click()
-    wait(driver, lambda d: "/login" in d.current_url, "sign-out did not reach the sign-in page")
+    arrive(driver, lambda url: urlsplit(url).path == "/login", "sign-out did not reach the sign-in page")
     driver.get(server + "/sites")
     assert "/login" in driver.current_url
 
@@ -292,7 +300,7 @@ def test_markup_in_a_report_is_shown_as_text_and_runs_nothing(app, server, brows
     driver = browser
     sign_in(driver, server, "owner@example.com")
     click(driver, By.LINK_TEXT, "www.example.com")
-    wait(driver, lambda d: "/hosts/www.example.com" in d.current_url, "host page did not open")
+    arrive(driver, lambda url: "/hosts/www.example.com" in urlsplit(url).path, "host page did not open")
     click(driver, By.CSS_SELECTOR, "details.sample details.raw > summary")
     shown = driver.execute_script(
         "return Array.from(document.querySelectorAll('details.sample details.raw pre.pem'), e => e.textContent)")
