@@ -109,7 +109,10 @@ def click(driver: WebDriver, by: str, value: str) -> None:
 
 
 def wait(driver: WebDriver, condition, message: str):
-    return WebDriverWait(driver, WAIT).until(lambda d: condition(d), message)
+    # An element read while a form's answer replaces the page (or a refresh its live part) goes
+    # stale: that is "not yet", like an element not found.
+    return WebDriverWait(driver, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: condition(d), message)
 
 
 def arrive(driver: WebDriver, url_holds, message: str) -> None:
