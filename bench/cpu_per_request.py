@@ -41,10 +41,7 @@ def main() -> None:
     apps = sys.argv[1:] or ["bench.bare_app:create_app()", "collector:create_app()"]
     tmp = Path(tempfile.mkdtemp(prefix="bench-cpu-"))
     redis_proc, redis_port = bench.start_redis_server(tmp)
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", STAPLE_DATA_DIR=str(tmp),
-               SECRET_KEY="bench", TRUSTED_PROXIES="1", LOG_LEVEL="WARNING",
-               RATE_LIMIT_CLIENT="10000000", RATE_LIMIT_SITE="10000000")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = bench.bench_env(tmp, redis_port)
     site = sites.create(redis.Redis(port=redis_port), "bench", [])
     bodies = bench.make_reports()
     path = f"/r/{site.site.id}/staple"

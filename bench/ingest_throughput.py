@@ -138,6 +138,16 @@ def run_python(port: int, path: str, bodies: list[bytes], seconds: float, connec
     return {"rate": len(latencies) / elapsed, "p50": q[49] * 1000, "p99": q[98] * 1000, "total": len(latencies)}
 
 
+def bench_env(tmp: Path, redis_port: int) -> dict[str, str]:
+    """The environment every benchmark runs the apps with: the test Redis, limits set high
+    (checked on every report, never reached from a few load-generator addresses)."""
+    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", STAPLE_DATA_DIR=str(tmp),
+               SECRET_KEY="bench", TRUSTED_PROXIES="1", LOG_LEVEL="WARNING",
+               RATE_LIMIT_CLIENT="10000000", RATE_LIMIT_SITE="10000000")
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
 def start_gunicorn(app: str, port: int, env: dict[str, str]) -> subprocess.Popen:
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "gunicorn"), "-c", "python:collector.gunicorn_conf",
@@ -175,10 +185,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     redis_proc, redis_port = start_redis_server(tmp)
-    env = dict(os.environ, REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", STAPLE_DATA_DIR=str(tmp),
-               SECRET_KEY="bench", TRUSTED_PROXIES="1", LOG_LEVEL="WARNING",
-               RATE_LIMIT_CLIENT="10000000", RATE_LIMIT_SITE="10000000")
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = bench_env(tmp, redis_port)
     import redis
 
     from collector import sites

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ingest_throughput import make_reports  # noqa: E402
+from bench.ingest_throughput import bench_env, make_reports  # noqa: E402
 from tests.conftest import start_redis_server  # noqa: E402
 
 APPS = ("bare", "floor", "queue", "collector")
@@ -61,10 +61,9 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     redis_proc, port = start_redis_server(tmp)
-    os.environ.update(REDIS_URL=f"redis://127.0.0.1:{port}/0", STAPLE_DATA_DIR=str(tmp), SECRET_KEY="bench",
-                      TRUSTED_PROXIES="1", LOG_LEVEL="WARNING",
-                      RATE_LIMIT_CLIENT="10000000", RATE_LIMIT_SITE="10000000")
-    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = bench_env(tmp, port)  # the apps read their settings from this process's environment
+    os.environ.clear()
+    os.environ.update(env)
     try:
         import redis
 
